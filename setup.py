@@ -1,0 +1,28 @@
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+VERSION = re.search(r'__version__ = "([^"]+)"', Path("zCLI/version.py").read_text()).group(1)
+
+setup(
+    name="zCLI",
+    version=VERSION,
+    description="Apps declared in zUI YAML files, walked in a terminal or served over WebSocket.",
+    long_description=Path("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=find_packages(include=["zCLI", "zCLI.*", "zTestSuite", "zTestSuite.*"]),
+    package_data={"zCLI": ["static/*"]},
+    install_requires=[
+        "websockets>=13",
+        "PyYAML>=6",
+        "unittest-xml-reporting>=3.2",
+        "PyJWT>=2.8",
+    ],
+    extras_require={
+        "test": ["playwright>=1.40"],
+        "dev": ["ruff>=0.6", "mypy>=1.10", "types-PyYAML"],
+    },
+    entry_points={"console_scripts": ["zcli = zCLI.cli:main"]},
+)
