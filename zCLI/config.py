@@ -292,6 +292,8 @@ def load_config(
         problems.append(f"{CONFIG_FILE} zWorkspace: cannot be set inside the workspace itself")
         del file_layer["zWorkspace"]
 
+    spark.pop("zWorkspace", None)
+    env_layer.pop("zWorkspace", None)
     merged = _merge(
         [
             (CONFIG_FILE, file_layer, False),
@@ -300,6 +302,7 @@ def load_config(
         ],
         problems,
     )
+    merged["zWorkspace"] = workspace
     sections = {name: cls(**merged.pop(name, {})) for name, (cls, _checkers) in SECTIONS.items()}
     config = Config(**merged, **sections)
 

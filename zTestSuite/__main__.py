@@ -1,0 +1,5 @@
+"""``python -m zTestSuite``: run every suite; see zTestSuite.runner."""
+
+from .runner import main
+
+raise SystemExit(main())

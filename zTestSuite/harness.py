@@ -1,0 +1,71 @@
+"""The test harness every zCLI suite uses, and that plugins use for theirs.
+
+Timeouts are multiples of ``UNIT`` seconds, scaled by ``ZTEST_TIMEOUT_FACTOR`` for
+slow machines; nothing here sleeps to synchronise. ``zTestCase`` adds workspace and
+walker helpers and exact assertions that speak the domain.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import unittest
+from pathlib import Path
+from typing import Any
+
+__all__ = ["UNIT", "REPO_ROOT", "zTestCase", "timeout"]
+
+UNIT = 2.0 * float(os.environ.get("ZTEST_TIMEOUT_FACTOR", "1"))
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def timeout(units: float = 1.0) -> float:
+    """A timeout of ``units`` harness units, in seconds."""
+    return UNIT * units
+
+
+class zTestCase(unittest.TestCase):
+    """Adds a temporary workspace, zUI writers and terminal walker runs."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self._tmp = tempfile.TemporaryDirectory(prefix="ztest-")
+        self.addCleanup(self._tmp.cleanup)
+        self.workspace = Path(self._tmp.name)
+
+    def write(self, name: str, text: str) -> Path:
+        """Write a file in the workspace (text is dedented) and return its path."""
+        path = self.workspace / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+        return path
+
+    def spark(self, **extra: Any) -> dict[str, Any]:
+        return {"zWorkspace": str(self.workspace), **extra}
+
+    def walk(self, zui: str | Path, answers: str, **spark: Any) -> tuple[int, str]:
+        """Walk a zUI file in-process with ``answers`` as stdin; return (status, stdout)."""
+        from zCLI import zCLI
+
+        path = zui if isinstance(zui, Path) else self.write("zUI.test.yaml", zui)
+        z = zCLI(self.spark(zVaFile=str(path), **spark))
+        out = io.StringIO()
+        status = z.run(stdin=io.StringIO(answers), stdout=out)
+        return status, out.getvalue()
+
+    def zcli(self, *args: str, stdin: str = "", cwd: Path | None = None,
+             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """Run ``python -m zCLI ARGS`` as a real process, the way a user does."""
+        return subprocess.run(
+            [sys.executable, "-m", "zCLI", *args], input=stdin, capture_output=True,
+            text=True, timeout=timeout(15), cwd=cwd or self.workspace,
+            env={**os.environ, **(env or {})},
+        )
+
+    def assertLinesEqual(self, text: str, expected: str) -> None:
+        """Compare text to a dedented block, line by line."""
+        self.assertEqual(text.splitlines(), textwrap.dedent(expected).strip("\n").splitlines())
