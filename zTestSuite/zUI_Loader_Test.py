@@ -187,7 +187,8 @@ class TestErrors(LoaderCase):
             "Main:\n  A: [1, 2]\n":
                 ", line 2, block 'Main', key 'A': a list is only valid as a menu (Key*) or "
                 "a zWizard",
-            "Main:\n  A:\n    zDialog:\n      fields: [x]\n      onSubmit: {zFunc: \"&demo.echo(zConv.y)\"}\n":
+            "Main:\n  A:\n    zDialog:\n      fields: [x]\n"
+            "      onSubmit: {zFunc: \"&demo.echo(zConv.y)\"}\n":
                 ", line 5, block 'Main', key 'A': zFunc '&demo.echo(zConv.y)' reads zConv.y, "
                 "which is not a field of this dialog",
             "Main:\n  A:\n    zFunc: \"&demo.echo()\"\n    zLink: Main\n":
