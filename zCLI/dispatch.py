@@ -181,11 +181,13 @@ class Dispatcher:
             view = self.menu(session)
             assert view is not None
             return Outcome({"menu": view.to_json()})
+        action = entry.action
+        assert not isinstance(action, Menu)  # menu keys were answered above
         if not entry.spec.required:
-            return (yield from self.run(session, entry.action, entry.spec.bounce))
+            return (yield from self.run(session, action, entry.spec.bounce))
         while True:
             try:
-                return (yield from self.run(session, entry.action, entry.spec.bounce))
+                return (yield from self.run(session, action, entry.spec.bounce))
             except ActionFailed as failure:
                 yield Emit(DisplayEvent("error", {"content": failure.message}))
                 answer = yield Ask("retry", "Press Enter to try again, or type stop", "string")

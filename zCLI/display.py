@@ -8,6 +8,7 @@ event for a person, ``to_json`` shapes it for the bridge. Nothing here reads std
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -119,13 +120,15 @@ class Display:
     def error(self, content: str) -> DisplayEvent:
         return self.emit("error", content=content)
 
-    def list(self, items: list[Any]) -> DisplayEvent:
+    def list(self, items: builtins.list[Any]) -> DisplayEvent:
         return self.emit("list", items=items)
 
     def json(self, data: Any) -> DisplayEvent:
         return self.emit("json", data=data)
 
-    def table(self, columns: list[str], rows: list[list[Any]]) -> DisplayEvent:
+    def table(
+        self, columns: builtins.list[str], rows: builtins.list[builtins.list[Any]]
+    ) -> DisplayEvent:
         return self.emit("table", columns=columns, rows=rows)
 
     def progress(self, current: float, total: float, label: str | None = None) -> DisplayEvent:

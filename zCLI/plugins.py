@@ -183,7 +183,8 @@ class Registry:
         plugin = getattr(module, "PLUGIN", None)
         if plugin is None:
             raise PluginError(f"plugin module {ref!s} has no PLUGIN attribute")
-        base = Path(module.__file__).parent if getattr(module, "__file__", None) else None
+        file = getattr(module, "__file__", None)
+        base = Path(file).parent if file else None
         self.register(plugin, base)
         return plugin
 

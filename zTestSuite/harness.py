@@ -57,12 +57,21 @@ class zTestCase(unittest.TestCase):
         status = z.run(stdin=io.StringIO(answers), stdout=out)
         return status, out.getvalue()
 
-    def zcli(self, *args: str, stdin: str = "", cwd: Path | None = None,
-             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def zcli(
+        self,
+        *args: str,
+        stdin: str = "",
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
         """Run ``python -m zCLI ARGS`` as a real process, the way a user does."""
         return subprocess.run(
-            [sys.executable, "-m", "zCLI", *args], input=stdin, capture_output=True,
-            text=True, timeout=timeout(15), cwd=cwd or self.workspace,
+            [sys.executable, "-m", "zCLI", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout(15),
+            cwd=cwd or self.workspace,
             env={**os.environ, **(env or {})},
         )
 

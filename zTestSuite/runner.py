@@ -166,8 +166,12 @@ def _add_xml_metrics(directory: Path) -> None:
                 continue
             properties = ET.SubElement(case, "properties")
             for metric in metrics:
-                ET.SubElement(properties, "property", name=metric.name,
-                              value=f"{metric.value:.6g}{' ' + metric.unit if metric.unit else ''}")
+                ET.SubElement(
+                    properties,
+                    "property",
+                    name=metric.name,
+                    value=f"{metric.value:.6g}{' ' + metric.unit if metric.unit else ''}",
+                )
             changed = True
         if changed:
             tree.write(report, encoding="utf-8", xml_declaration=True)
@@ -207,15 +211,20 @@ def _report(result: _Tracking, suites: Sequence[Suite], out: TextIO) -> tuple[in
 
 def run(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     out = out or sys.stdout
-    parser = argparse.ArgumentParser(prog="python -m zTestSuite",
-                                     description="Run zCLI's and its plugins' test suites.")
+    parser = argparse.ArgumentParser(
+        prog="python -m zTestSuite", description="Run zCLI's and its plugins' test suites."
+    )
     parser.add_argument("-k", dest="pattern", help="only tests whose id matches PATTERN")
     parser.add_argument("--suite", action="append", default=[], help="only this suite")
     parser.add_argument("--list", action="store_true", help="list suites and tests, run none")
     parser.add_argument("--xml", metavar="DIR", help="write JUnit XML reports to DIR")
     parser.add_argument("--offline", action="store_true", help="skip every network test")
-    parser.add_argument("--plugin", action="append", default=[],
-                        help="also run the suites of this plugin module or .py file")
+    parser.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        help="also run the suites of this plugin module or .py file",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="one line per test")
     parser.add_argument("--failfast", action="store_true", help="stop at the first failure")
     args = parser.parse_args(argv)
@@ -227,8 +236,10 @@ def run(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         wanted = {_suite_name(name) for name in args.suite}
         unknown = wanted - {s.name for s in suites}
         if unknown:
-            parser.error(f"no suite named {', '.join(sorted(unknown))}; "
-                         f"try --list (known: {', '.join(s.name for s in suites)})")
+            parser.error(
+                f"no suite named {', '.join(sorted(unknown))}; "
+                f"try --list (known: {', '.join(s.name for s in suites)})"
+            )
         suites = [s for s in suites if s.name in wanted]
     tests = load(suites, args.pattern)
     if args.list:
@@ -243,11 +254,17 @@ def run(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         import xmlrunner
 
         runner: unittest.TextTestRunner = xmlrunner.XMLTestRunner(
-            output=args.xml, outsuffix="", resultclass=_xml_result_class(),
-            stream=out, verbosity=verbosity, failfast=args.failfast)
+            output=args.xml,
+            outsuffix="",
+            resultclass=_xml_result_class(),
+            stream=out,
+            verbosity=verbosity,
+            failfast=args.failfast,
+        )
     else:
-        runner = unittest.TextTestRunner(stream=out, verbosity=verbosity,
-                                         failfast=args.failfast, resultclass=TextResult)
+        runner = unittest.TextTestRunner(
+            stream=out, verbosity=verbosity, failfast=args.failfast, resultclass=TextResult
+        )
     result = runner.run(tests)
     if args.xml:
         _add_xml_metrics(Path(args.xml))

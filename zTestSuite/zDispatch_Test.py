@@ -68,8 +68,9 @@ def loud(*, ctx: Any) -> str:
     return "done"
 
 
-PLUGIN = Plugin("t", functions={"greet": greet, "double": double, "pair": pair,
-                                "check": check, "loud": loud})
+PLUGIN = Plugin(
+    "t", functions={"greet": greet, "double": double, "pair": pair, "check": check, "loud": loud}
+)
 
 
 class Driver:
@@ -112,8 +113,9 @@ class DispatchCase(zTestCase):
         self.z = zCLI(self.spark(plugins=["t_plugin.py"], zVaFile=str(path)))
         self.session = self.z.dispatch.start(str(path))
 
-    def dispatch(self, key: str, answers: list[str | None] | None = None,
-                 session: Any = None) -> tuple[Outcome, Driver]:
+    def dispatch(
+        self, key: str, answers: list[str | None] | None = None, session: Any = None
+    ) -> tuple[Outcome, Driver]:
         session = session or self.session
         driver = Driver(session, answers)
         outcome = driver.run(self.z.dispatch.dispatch(session, key))
@@ -135,8 +137,9 @@ class TestDispatch(DispatchCase):
         """An unknown key names the key, block and file, and is an unknown_key error."""
         with self.assertRaises(KeyNotFound) as caught:
             self.dispatch("^Nope")
-        self.assertEqual(caught.exception.message,
-                         "Block 'Main' of zUI.t.yaml has no key named '^Nope'.")
+        self.assertEqual(
+            caught.exception.message, "Block 'Main' of zUI.t.yaml has no key named '^Nope'."
+        )
         self.assertEqual(caught.exception.code, "unknown_key")
 
     def test_dialog_values_reach_zfunc(self) -> None:
@@ -164,18 +167,31 @@ class TestDispatch(DispatchCase):
         outcome, driver = self.dispatch("Settings")
         self.assertTrue(outcome.moved)
         self.assertEqual(driver.shown, [DisplayEvent("info", {"content": "entering"})])
-        self.assertEqual(outcome.result, {"block": "Main.Settings", "menu": {
-            "block": "Main.Settings", "trail": ["Main", "Settings"],
-            "options": [{"key": "^Theme", "label": "Theme"}, {"key": "zBack", "label": "zBack"},
-                        {"key": "stop", "label": "stop"}]}})
+        self.assertEqual(
+            outcome.result,
+            {
+                "block": "Main.Settings",
+                "menu": {
+                    "block": "Main.Settings",
+                    "trail": ["Main", "Settings"],
+                    "options": [
+                        {"key": "^Theme", "label": "Theme"},
+                        {"key": "zBack", "label": "zBack"},
+                        {"key": "stop", "label": "stop"},
+                    ],
+                },
+            },
+        )
         self.assertEqual(self.dispatch("^Theme")[0].result, {"message": "dark"})
         back, _ = self.dispatch("zBack")
         self.assertTrue(back.moved)
         self.assertEqual(self.session.location.block, "Main")
         with self.assertRaises(RequestError) as caught:
             self.dispatch("zBack")
-        self.assertEqual((caught.exception.code, caught.exception.message),
-                         ("no_back", "There is no previous block to go back to."))
+        self.assertEqual(
+            (caught.exception.code, caught.exception.message),
+            ("no_back", "There is no previous block to go back to."),
+        )
 
     def test_bounced_link_runs_and_returns(self) -> None:
         """^Key with a zLink runs the target block's keys and stays in place."""
@@ -201,8 +217,9 @@ class TestDispatch(DispatchCase):
         other = self.z.dispatch.start(str(self.workspace / "zUI.t.yaml"))
         self.dispatch("Settings")
         self.dispatch("^Greet", ["Bo", "x"], session=other)
-        self.assertEqual((self.session.location.block, other.location.block),
-                         ("Main.Settings", "Main"))
+        self.assertEqual(
+            (self.session.location.block, other.location.block), ("Main.Settings", "Main")
+        )
         self.assertEqual((self.session.zconv, other.zconv), ({}, {"name": "Bo", "secret": "x"}))
         with self.assertRaises(KeyNotFound):
             self.dispatch("^Ping")  # the first session is in Settings now

@@ -21,12 +21,18 @@ class TestEvents(zTestCase):
             (DisplayEvent("warning", {"content": "hm"}), "[warning] hm"),
             (DisplayEvent("error", {"content": "no"}), "[error] no"),
             (DisplayEvent("list", {"items": ["a", 1]}), "  - a\n  - 1"),
-            (DisplayEvent("json", {"data": {"b": 1, "a": [2]}}),
-             '{\n  "a": [\n    2\n  ],\n  "b": 1\n}'),
-            (DisplayEvent("table", {"columns": ["name", "n"], "rows": [["ab", 1], ["c", 22]]}),
-             "name  n\n----  --\nab    1\nc     22"),
-            (DisplayEvent("progress", {"current": 1, "total": 4, "label": "copy"}),
-             "copy [1/4] 25%"),
+            (
+                DisplayEvent("json", {"data": {"b": 1, "a": [2]}}),
+                '{\n  "a": [\n    2\n  ],\n  "b": 1\n}',
+            ),
+            (
+                DisplayEvent("table", {"columns": ["name", "n"], "rows": [["ab", 1], ["c", 22]]}),
+                "name  n\n----  --\nab    1\nc     22",
+            ),
+            (
+                DisplayEvent("progress", {"current": 1, "total": 4, "label": "copy"}),
+                "copy [1/4] 25%",
+            ),
         ]
         for event, text in table:
             with self.subTest(event=event.name):
@@ -46,8 +52,14 @@ class TestEvents(zTestCase):
     def test_json_shape(self) -> None:
         """An event becomes the bridge's display payload."""
         event = Display(lambda e: None).table(["a"], [[1]])
-        self.assertEqual(event.to_json(), {"event": "display", "display_event": "table",
-                                           "data": {"columns": ["a"], "rows": [[1]]}})
+        self.assertEqual(
+            event.to_json(),
+            {
+                "event": "display",
+                "display_event": "table",
+                "data": {"columns": ["a"], "rows": [[1]]},
+            },
+        )
 
     def test_facade_validates(self) -> None:
         """A wrong call is refused before reaching the sink."""
@@ -58,15 +70,19 @@ class TestEvents(zTestCase):
         self.assertEqual(str(caught.exception), "display event 'text' needs field(s) content")
         with self.assertRaises(ValueError) as caught:
             display.progress("half", 2)
-        self.assertEqual(str(caught.exception),
-                         "display event 'progress' needs 'current' to be a number")
+        self.assertEqual(
+            str(caught.exception), "display event 'progress' needs 'current' to be a number"
+        )
         self.assertEqual(seen, [])
 
     def test_parse_from_zui_value(self) -> None:
         """{event: ..., fields} parses; an extra field is refused."""
-        self.assertEqual(DisplayEvent.parse({"event": "info", "content": "x"}),
-                         DisplayEvent("info", {"content": "x"}))
+        self.assertEqual(
+            DisplayEvent.parse({"event": "info", "content": "x"}),
+            DisplayEvent("info", {"content": "x"}),
+        )
         with self.assertRaises(ValueError) as caught:
             DisplayEvent.parse({"event": "info", "content": "x", "colour": "red"})
-        self.assertEqual(str(caught.exception),
-                         "display event 'info' does not take field(s) colour")
+        self.assertEqual(
+            str(caught.exception), "display event 'info' does not take field(s) colour"
+        )

@@ -51,9 +51,9 @@ class TestKeySpec(zTestCase):
             "^X*": "key '^X*': a menu key cannot bounce (^)",
             "zBack": "key 'zBack' uses the reserved name 'zBack'",
             "^": "key '^' is not a valid name: start with a letter or _, then letters, "
-                 "digits, _, - or spaces",
+            "digits, _, - or spaces",
             "a.b": "key 'a.b' is not a valid name: start with a letter or _, then letters, "
-                   "digits, _, - or spaces",
+            "digits, _, - or spaces",
         }
         for raw, message in table.items():
             with self.subTest(raw=raw), self.assertRaises(ValueError) as caught:
@@ -91,19 +91,24 @@ class TestConstructs(LoaderCase):
         self.assertIsInstance(actions["^Show"], Show)
         call = actions["^Call"]
         self.assertIsInstance(call, FuncCall)
-        self.assertEqual((call.plugin, call.function, call.args, dict(call.kwargs)),
-                         ("demo", "echo", ("hi",), {"n": -2, "items": [1, {"a": None}]}))
+        self.assertEqual(
+            (call.plugin, call.function, call.args, dict(call.kwargs)),
+            ("demo", "echo", ("hi",), {"n": -2, "items": [1, {"a": None}]}),
+        )
         self.assertEqual(actions["Go"], Link("Other", None, "Other"))
         dialog = actions["^Ask"]
         self.assertIsInstance(dialog, Dialog)
-        self.assertEqual([(f.name, f.prompt, f.kind) for f in dialog.fields],
-                         [("name", "name", "string"), ("pw", "Password", "password")])
+        self.assertEqual(
+            [(f.name, f.prompt, f.kind) for f in dialog.fields],
+            [("name", "name", "string"), ("pw", "Password", "password")],
+        )
         self.assertEqual(dialog.on_submit.args, (Ref("zConv", "name"),))
         wizard = actions["^Steps"]
         self.assertIsInstance(wizard, Wizard)
         self.assertEqual([s.name for s in wizard.steps], ["First", None])
-        self.assertEqual(actions["~Root*"], Menu(("^Ping", "^Show", "^Call", "Go", "^Ask",
-                                                  "^Steps", "Sub")))
+        self.assertEqual(
+            actions["~Root*"], Menu(("^Ping", "^Show", "^Call", "Go", "^Ask", "^Steps", "Sub"))
+        )
         self.assertEqual(list(zui.blocks), ["Main.Sub", "Main", "Other"])
         self.assertEqual(zui.top, ("Main", "Other"))
 
@@ -117,9 +122,14 @@ class TestConstructs(LoaderCase):
               C: {zLink: Main}
         """)
         links = [entry.action for entry in zui.blocks["Main"].entries]
-        self.assertEqual(links, [Link("@.zUI.other", "@.zUI.other", None),
-                                 Link("@.zUI.other.Second", "@.zUI.other", "Second"),
-                                 Link("Main", None, "Main")])
+        self.assertEqual(
+            links,
+            [
+                Link("@.zUI.other", "@.zUI.other", None),
+                Link("@.zUI.other.Second", "@.zUI.other", "Second"),
+                Link("Main", None, "Main"),
+            ],
+        )
 
     def test_resolution(self) -> None:
         """^Ping finds ^Ping, else Ping; Ping finds Ping, else the one ^Ping."""
@@ -132,9 +142,13 @@ class TestConstructs(LoaderCase):
             OnlyBounce:
               ^Ping: bounced
         """)
-        table = [("Both", "^Ping", "^Ping"), ("Both", "Ping", "Ping"),
-                 ("OnlyBare", "^Ping", "Ping"), ("OnlyBounce", "Ping", "^Ping"),
-                 ("OnlyBounce", "^Ping", "^Ping")]
+        table = [
+            ("Both", "^Ping", "^Ping"),
+            ("Both", "Ping", "Ping"),
+            ("OnlyBare", "^Ping", "Ping"),
+            ("OnlyBounce", "Ping", "^Ping"),
+            ("OnlyBounce", "^Ping", "^Ping"),
+        ]
         for block, key, raw in table:
             with self.subTest(block=block, key=key):
                 self.assertEqual(zui.blocks[block].resolve(key).spec.raw, raw)
@@ -144,63 +158,130 @@ class TestConstructs(LoaderCase):
 class TestErrors(LoaderCase):
     def test_errors_name_file_line_block_key(self) -> None:
         """Each mistake is reported with its line, block, key and reason."""
-        table = {
-            "Main:\n  A: a\n  ^~B: b\n":
-                ", line 3, block 'Main', key '^~B': key '^~B' has two prefix modifiers; "
-                "use one of ^ or ~",
-            "Main:\n  A:\n    zBogus: 1\n":
-                ", line 2, block 'Main', key 'A': unknown construct 'zBogus'; expected one of "
-                "zDisplay, zFunc, zLink, zDialog, zWizard",
-            "Main:\n  A:\n    zLink: Nowhere\n":
-                ", line 2, block 'Main', key 'A': zLink 'Nowhere' names block 'Nowhere', "
-                "which zUI.t.yaml does not have",
-            "Main:\n  A:\n    zLink: \"@.zUI.missing.X\"\n":
-                ", line 2, block 'Main', key 'A': zLink '@.zUI.missing.X' points to "
-                "{ws}/zUI.missing.yaml, which does not exist",
-            "Main:\n  A:\n    zFunc: \"&demo.nope()\"\n":
-                ", line 3, block 'Main', key 'A': zFunc '&demo.nope()' names demo.nope, "
-                "which no registered plugin provides",
-            "Main:\n  A:\n    zFunc: \"&demo.echo(__import__('os'))\"\n":
-                ", line 3, block 'Main', key 'A': zFunc \"&demo.echo(__import__('os'))\": "
-                "argument \"__import__('os')\" is not allowed; use literals, zConv.<field> "
-                "or zHat[<index or name>]",
-            "Main:\n  A:\n    zFunc: \"&demo.echo(open)\"\n":
-                ", line 3, block 'Main', key 'A': zFunc '&demo.echo(open)': argument 'open' "
-                "is not allowed; use literals, zConv.<field> or zHat[<index or name>]",
-            "Main:\n  A:\n    zDisplay: {event: blink}\n":
-                ", line 3, block 'Main', key 'A': unknown display event 'blink'; expected one "
-                "of text, header, line, success, info, warning, error, list, json, table, "
-                "progress",
-            "Main:\n  A:\n    zDisplay: {event: table, columns: [a], rows: [[1, 2]]}\n":
-                ", line 3, block 'Main', key 'A': display event 'table' needs every row to "
-                "have 1 cells",
-            "Main:\n  Menu*: [A, Missing]\n  A: a\n":
-                ", line 2, block 'Main', key 'Menu*': menu choice 'Missing' is not a key of "
-                "this block",
-            "Main:\n  Menu*: [A]\n  A: a\n  B: b\n":
-                ", line 4, block 'Main', key 'B': the key comes after menu 'Menu*' and is not "
-                "one of its choices, so it would never run",
-            "Main:\n  A: a\n  A: b\n":
-                ", line 3, block 'Main', key 'A': duplicate key",
-            "Main:\n  A:\n":
-                ", line 2, block 'Main', key 'A': the key has no value",
-            "Main:\n  A: [1, 2]\n":
-                ", line 2, block 'Main', key 'A': a list is only valid as a menu (Key*) or "
-                "a zWizard",
-            "Main:\n  A:\n    zDialog:\n      fields: [x]\n"
-            "      onSubmit: {zFunc: \"&demo.echo(zConv.y)\"}\n":
-                ", line 5, block 'Main', key 'A': zFunc '&demo.echo(zConv.y)' reads zConv.y, "
-                "which is not a field of this dialog",
-            "Main:\n  A:\n    zFunc: \"&demo.echo()\"\n    zLink: Main\n":
-                ", line 2, block 'Main', key 'A': zFunc cannot be combined with 'zLink'",
-            "Main: 5\n":
-                ", line 1, block 'Main', key 'Main': a block is a mapping of keys and this "
-                "one is not",
-            "Main:\n  A: [unclosed\n":
-                ", line 3: not valid YAML (expected ',' or ']', but got '<stream end>')",
-        }
+        table = [
+            (
+                "Main:\n  A: a\n  ^~B: b\n",
+                (
+                    ", line 3, block 'Main', key '^~B': key '^~B' has two prefix modifiers;"
+                    " use one of ^ or ~"
+                ),
+            ),
+            (
+                "Main:\n  A:\n    zBogus: 1\n",
+                (
+                    ", line 2, block 'Main', key 'A': unknown construct 'zBogus'; expected "
+                    "one of zDisplay, zFunc, zLink, zDialog, zWizard"
+                ),
+            ),
+            (
+                "Main:\n  A:\n    zLink: Nowhere\n",
+                (
+                    ", line 2, block 'Main', key 'A': zLink 'Nowhere' names block "
+                    "'Nowhere', which zUI.t.yaml does not have"
+                ),
+            ),
+            (
+                'Main:\n  A:\n    zLink: "@.zUI.missing.X"\n',
+                (
+                    ", line 2, block 'Main', key 'A': zLink '@.zUI.missing.X' points to "
+                    "{ws}/zUI.missing.yaml, which does not exist"
+                ),
+            ),
+            (
+                'Main:\n  A:\n    zFunc: "&demo.nope()"\n',
+                (
+                    ", line 3, block 'Main', key 'A': zFunc '&demo.nope()' names demo.nope,"
+                    " which no registered plugin provides"
+                ),
+            ),
+            (
+                "Main:\n  A:\n    zFunc: \"&demo.echo(__import__('os'))\"\n",
+                (
+                    ", line 3, block 'Main', key 'A': zFunc \"&demo.echo(__import__('os'))\":"
+                    " argument \"__import__('os')\" is not allowed; use literals, "
+                    "zConv.<field> or zHat[<index or name>]"
+                ),
+            ),
+            (
+                'Main:\n  A:\n    zFunc: "&demo.echo(open)"\n',
+                (
+                    ", line 3, block 'Main', key 'A': zFunc '&demo.echo(open)': argument "
+                    "'open' is not allowed; use literals, zConv.<field> or zHat[<index or "
+                    "name>]"
+                ),
+            ),
+            (
+                "Main:\n  A:\n    zDisplay: {event: blink}\n",
+                (
+                    ", line 3, block 'Main', key 'A': unknown display event 'blink'; "
+                    "expected one of text, header, line, success, info, warning, error, "
+                    "list, json, table, progress"
+                ),
+            ),
+            (
+                "Main:\n  A:\n    zDisplay: {event: table, columns: [a], rows: [[1, 2]]}\n",
+                (
+                    ", line 3, block 'Main', key 'A': display event 'table' needs every row"
+                    " to have 1 cells"
+                ),
+            ),
+            (
+                "Main:\n  Menu*: [A, Missing]\n  A: a\n",
+                (
+                    ", line 2, block 'Main', key 'Menu*': menu choice 'Missing' is not a "
+                    "key of this block"
+                ),
+            ),
+            (
+                "Main:\n  Menu*: [A]\n  A: a\n  B: b\n",
+                (
+                    ", line 4, block 'Main', key 'B': the key comes after menu 'Menu*' and "
+                    "is not one of its choices, so it would never run"
+                ),
+            ),
+            (
+                "Main:\n  A: a\n  A: b\n",
+                (", line 3, block 'Main', key 'A': duplicate key"),
+            ),
+            (
+                "Main:\n  A:\n",
+                (", line 2, block 'Main', key 'A': the key has no value"),
+            ),
+            (
+                "Main:\n  A: [1, 2]\n",
+                (
+                    ", line 2, block 'Main', key 'A': a list is only valid as a menu (Key*)"
+                    " or a zWizard"
+                ),
+            ),
+            (
+                (
+                    "Main:\n  A:\n    zDialog:\n      fields: [x]\n"
+                    '      onSubmit: {zFunc: "&demo.echo(zConv.y)"}\n'
+                ),
+                (
+                    ", line 5, block 'Main', key 'A': zFunc '&demo.echo(zConv.y)' reads "
+                    "zConv.y, which is not a field of this dialog"
+                ),
+            ),
+            (
+                'Main:\n  A:\n    zFunc: "&demo.echo()"\n    zLink: Main\n',
+                (", line 2, block 'Main', key 'A': zFunc cannot be combined with 'zLink'"),
+            ),
+            (
+                "Main: 5\n",
+                (
+                    ", line 1, block 'Main', key 'Main': a block is a mapping of keys and "
+                    "this one is not"
+                ),
+            ),
+            (
+                "Main:\n  A: [unclosed\n",
+                (", line 3: not valid YAML (expected ',' or ']', but got '<stream end>')"),
+            ),
+        ]
         ws = self.workspace.resolve()
-        for text, expected in table.items():
+        for text, expected in table:
             with self.subTest(text=text):
                 self.assertLoadError(text, expected.replace("{ws}", str(ws)))
 
@@ -213,12 +294,14 @@ class TestErrors(LoaderCase):
         loader = ZuiLoader(self.workspace, _registry())
         with self.assertRaises(zUIError) as caught:
             loader.load("@.zUI.absent")
-        self.assertEqual(str(caught.exception),
-                         f"{self.workspace.resolve()}/zUI.absent.yaml: cannot read the file "
-                         "(No such file or directory)")
+        self.assertEqual(
+            str(caught.exception),
+            f"{self.workspace.resolve()}/zUI.absent.yaml: cannot read the file "
+            "(No such file or directory)",
+        )
 
     def test_links_between_files_may_cycle(self) -> None:
         """Two files that link to each other both load."""
-        self.write("zUI.b.yaml", "B:\n  Back: {zLink: \"@.zUI.a.A\"}\n")
-        zui = self.load("A:\n  Go: {zLink: \"@.zUI.b.B\"}\n", name="zUI.a.yaml")
+        self.write("zUI.b.yaml", 'B:\n  Back: {zLink: "@.zUI.a.A"}\n')
+        zui = self.load('A:\n  Go: {zLink: "@.zUI.b.B"}\n', name="zUI.a.yaml")
         self.assertEqual(zui.top, ("A",))

@@ -60,14 +60,17 @@ class TestTerminalWalk(WalkerCase):
         """A number runs the choice, the menu comes back, stop exits 0."""
         status, out = self.walk(self.zui, "1\nstop\n")
         self.assertEqual(status, 0)
-        self.assertLinesEqual(out, f"""
+        self.assertLinesEqual(
+            out,
+            f"""
             == Welcome ==
             {ROOT_MENU}
             > 1
             Pong!
             {ROOT_MENU}
             > stop
-        """.replace(ROOT_MENU, ROOT_MENU.replace("\n", "\n            ")))
+        """.replace(ROOT_MENU, ROOT_MENU.replace("\n", "\n            ")),
+        )
 
     def test_choice_by_name_and_end_of_input(self) -> None:
         """A key name is a choice; end of input exits 0."""
@@ -80,17 +83,32 @@ class TestTerminalWalk(WalkerCase):
         """A submenu opens with a trail and offers zBack; zBack returns."""
         status, out = self.walk(self.zui, "2\n1\nzBack\n5\n")
         self.assertEqual(status, 0)
-        expected = "\n".join(["== Welcome ==", ROOT_MENU, "> 2", SETTINGS_MENU, "> 1", "dark",
-                              SETTINGS_MENU, "> zBack", ROOT_MENU, "> 5", ""])
+        expected = "\n".join(
+            [
+                "== Welcome ==",
+                ROOT_MENU,
+                "> 2",
+                SETTINGS_MENU,
+                "> 1",
+                "dark",
+                SETTINGS_MENU,
+                "> zBack",
+                ROOT_MENU,
+                "> 5",
+                "",
+            ]
+        )
         self.assertEqual(out, expected)
 
     def test_anchor_offers_no_back(self) -> None:
         """An anchored menu (~Root*) lists no zBack even when opened by a link."""
-        self.write("zUI.a.yaml", "Start:\n  Go: {zLink: \"@.zUI.b\"}\n")
+        self.write("zUI.a.yaml", 'Start:\n  Go: {zLink: "@.zUI.b"}\n')
         self.write("zUI.b.yaml", "B:\n  ~Menu*: [^X]\n  ^X: x\n")
         status, out = self.walk(self.workspace / "zUI.a.yaml", "1\nzBack\n")
         self.assertEqual(status, 0)
-        self.assertLinesEqual(out, """
+        self.assertLinesEqual(
+            out,
+            """
             == Start > B ==
               1) X
               2) stop
@@ -105,7 +123,9 @@ class TestTerminalWalk(WalkerCase):
               1) X
               2) stop
             >
-        """.rstrip() + " ")
+        """.rstrip()
+            + " ",
+        )
 
     def test_dialog_prompts_each_field(self) -> None:
         """A dialog prompts on stdout and runs onSubmit; stop cancels."""
@@ -121,29 +141,38 @@ class TestTerminalWalk(WalkerCase):
         self.assertIn(
             "> 4\n[error] Refused on purpose.\nPress Enter to try again, or type stop: \n"
             "[error] Refused on purpose.\nPress Enter to try again, or type stop: stop\n"
-            "[error] Fail was stopped before it succeeded.\n", out)
+            "[error] Fail was stopped before it succeeded.\n",
+            out,
+        )
 
     def test_bad_choice(self) -> None:
         """An unknown choice is an error line and the menu comes back."""
         status, out = self.walk(self.zui, "9\nstop\n")
         self.assertEqual(status, 0)
-        self.assertIn("> 9\n[error] '9' is not a choice; type a number from 1 to 5 or a name.\n"
-                      + ROOT_MENU, out)
+        self.assertIn(
+            "> 9\n[error] '9' is not a choice; type a number from 1 to 5 or a name.\n" + ROOT_MENU,
+            out,
+        )
 
     def test_script_block_without_menu_ends(self) -> None:
         """A block with no menu runs its keys in order and the walk ends with 0."""
-        status, out = self.walk("Only:\n  A: one\n  B: {zDisplay: {event: success, "
-                                "content: two}}\n", "")
+        status, out = self.walk(
+            "Only:\n  A: one\n  B: {zDisplay: {event: success, content: two}}\n", ""
+        )
         self.assertEqual((status, out), (0, "one\n[ok] two\n"))
 
     def test_internal_error_keeps_walking(self) -> None:
         """A plugin bug is reported in one line and the menu comes back."""
-        self.write("plugins/boom.py", "from zCLI import Plugin\n\ndef boom():\n"
-                   "    raise ZeroDivisionError('x')\n\nPLUGIN = Plugin('boom', "
-                   "functions={'boom': boom})\n")
+        self.write(
+            "plugins/boom.py",
+            "from zCLI import Plugin\n\ndef boom():\n"
+            "    raise ZeroDivisionError('x')\n\nPLUGIN = Plugin('boom', "
+            "functions={'boom': boom})\n",
+        )
         with self.assertLogs("zCLI.zFunc", "ERROR") as logs:
-            status, out = self.walk("M:\n  Menu*: [^B]\n  ^B: {zFunc: '&boom.boom()'}\n",
-                                    "1\nstop\n")
+            status, out = self.walk(
+                "M:\n  Menu*: [^B]\n  ^B: {zFunc: '&boom.boom()'}\n", "1\nstop\n"
+            )
         self.assertEqual(status, 0)
         self.assertIn("> 1\n[error] boom.boom failed with an internal error.\n== M ==", out)
         self.assertEqual(logs.records[0].getMessage(), "zFunc boom.boom raised ZeroDivisionError")
@@ -162,27 +191,37 @@ class TestCommandLine(WalkerCase):
         self.assertIsNotNone(zcli, "pip install -e . puts zcli next to the interpreter")
         import subprocess
 
-        done = subprocess.run([zcli, "run", str(self.zui), "--block", "Main.Settings"],
-                              input="1\n", capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [zcli, "run", str(self.zui), "--block", "Main.Settings"],
+            input="1\n",
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         self.assertEqual(done.returncode, 0)
-        self.assertEqual(done.stdout, "== Settings ==\n  1) Theme\n  2) stop\n> 1\ndark\n"
-                         "== Settings ==\n  1) Theme\n  2) stop\n> \n")
+        self.assertEqual(
+            done.stdout,
+            "== Settings ==\n  1) Theme\n  2) stop\n> 1\ndark\n"
+            "== Settings ==\n  1) Theme\n  2) stop\n> \n",
+        )
 
     def test_level1_demo_piped(self) -> None:
         """The README's printf pipe walks the Level 1 demo."""
-        done = self.zcli("run", str(REPO_ROOT / "demos/Level_1_Menu/zUI.level1.yaml"),
-                         stdin="1\n2\nhello\nstop\n")
+        done = self.zcli(
+            "run",
+            str(REPO_ROOT / "demos/Level_1_Menu/zUI.level1.yaml"),
+            stdin="1\n2\nhello\nstop\n",
+        )
         self.assertEqual(done.returncode, 0, done.stderr)
         self.assertIn("> 1\nPong!\n", done.stdout)
-        self.assertIn("> 2\nSay something: hello\n{\n  \"echo\": \"hello\"\n}\n", done.stdout)
+        self.assertIn('> 2\nSay something: hello\n{\n  "echo": "hello"\n}\n', done.stdout)
 
     def test_demo_zui(self) -> None:
         """zUI/zUI.demo.yaml walks to the end of input."""
         done = self.zcli("run", str(REPO_ROOT / "zUI/zUI.demo.yaml"), stdin="1\n3\n2\n1\n")
         self.assertEqual(done.returncode, 0, done.stderr)
         self.assertIn("> 1\nPong!\n", done.stdout)
-        self.assertIn("> 2\nzCLI walks zUI files in a terminal and over WebSocket.\n",
-                      done.stdout)
+        self.assertIn("> 2\nzCLI walks zUI files in a terminal and over WebSocket.\n", done.stdout)
 
     def test_version_and_help(self) -> None:
         """--version prints the version; --help lists the run command."""
@@ -197,8 +236,11 @@ class TestCommandLine(WalkerCase):
         bad = self.write("zUI.bad.yaml", "Main:\n  ^~X: x\n")
         done = self.zcli("run", str(bad))
         self.assertEqual(done.returncode, 2)
-        self.assertEqual(done.stderr, f"zcli: error: {bad.resolve()}, line 2, block 'Main', "
-                         "key '^~X': key '^~X' has two prefix modifiers; use one of ^ or ~\n")
+        self.assertEqual(
+            done.stderr,
+            f"zcli: error: {bad.resolve()}, line 2, block 'Main', "
+            "key '^~X': key '^~X' has two prefix modifiers; use one of ^ or ~\n",
+        )
         self.assertEqual(done.stdout, "")
 
     def test_no_command(self) -> None:

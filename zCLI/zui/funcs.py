@@ -101,9 +101,10 @@ def resolve_refs(value: Any, zconv: Mapping[str, Any], zhat: Any) -> Any:
     """Replace every Ref inside ``value`` by its current session value."""
     if isinstance(value, Ref):
         if value.source == "zConv":
-            if value.key not in zconv:
-                raise LookupError(f"zConv has no field {value.key!r}")
-            return zconv[value.key]
+            key = str(value.key)
+            if key not in zconv:
+                raise LookupError(f"zConv has no field {key!r}")
+            return zconv[key]
         return zhat[value.key]
     if isinstance(value, list):
         return [resolve_refs(item, zconv, zhat) for item in value]
