@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from .config import LOG_LEVELS
+from .config import LOG_LEVELS, load_config
 from .core import zCLI
-from .exceptions import zCLIError
+from .exceptions import ConfigError, zCLIError
 from .plugins import Registry
 from .version import __version__
 
@@ -26,6 +28,52 @@ def _run(args: argparse.Namespace) -> int:
     if args.plugin:
         spark["plugins"] = args.plugin
     return zCLI(spark).run()
+
+
+def app_spark(app: str) -> dict[str, Any]:
+    """zSpark for an APP argument: a zUI file, or a folder holding one."""
+    path = Path(app).resolve()
+    if path.is_file():
+        return {"zWorkspace": str(path.parent), "zVaFile": str(path)}
+    if not path.is_dir():
+        raise ConfigError([f"APP: {app} is neither a zUI file nor a folder"])
+    spark: dict[str, Any] = {"zWorkspace": str(path)}
+    if load_config(spark).zVaFile is None:
+        found = sorted(path.glob("zUI.*.yaml"))
+        if len(found) != 1:
+            raise ConfigError(
+                [
+                    f"APP: {app} holds {len(found)} zUI.*.yaml files; name one, "
+                    "or set zVaFile in its zcli.yaml"
+                ]
+            )
+        spark["zVaFile"] = str(found[0])
+    return spark
+
+
+def _serve(args: argparse.Namespace) -> int:
+    spark = app_spark(args.app)
+    spark["zMode"] = "zBifrost"
+    websocket: dict[str, Any] = {}
+    http: dict[str, Any] = {"enabled": True, "serve_path": "."}
+    if args.host:
+        websocket["host"] = http["host"] = args.host
+    if args.ws_port is not None:
+        websocket["port"] = args.ws_port
+    if args.http_port is not None:
+        http["port"] = args.http_port
+    if args.no_auth:
+        websocket["require_auth"] = False
+    spark.update(websocket=websocket, http_server=http)
+    return zCLI(spark).run()
+
+
+def _user_add(args: argparse.Namespace) -> int:
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass()
+    z = zCLI({"zWorkspace": args.workspace})
+    z.auth.add_user(args.username, password, args.role)
+    sys.stdout.write(f"User {args.username!r} ({args.role}) saved in {z.auth.users_path}.\n")
+    return 0
 
 
 def build_parser(registry: Registry) -> argparse.ArgumentParser:
@@ -52,6 +100,27 @@ def build_parser(registry: Registry) -> argparse.ArgumentParser:
         help="a plugin module or .py file to load (repeatable)",
     )
     run.set_defaults(handler=_run)
+
+    serve = commands.add_parser("serve", help="serve a zUI app over WebSocket and HTTP")
+    serve.add_argument("app", metavar="APP", help="a demo folder or a zUI file")
+    serve.add_argument("--host", help="the address both servers listen on")
+    serve.add_argument("--ws-port", type=int, help="the zBifrost port (default 56891)")
+    serve.add_argument("--http-port", type=int, help="the zServer port (default 8080)")
+    serve.add_argument("--no-auth", action="store_true", help="accept clients without a token")
+    serve.set_defaults(handler=_serve)
+
+    user = commands.add_parser("user", help="manage zAuth users")
+    user_commands = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)
+    add = user_commands.add_parser("add", help="create or replace a user")
+    add.add_argument("username")
+    add.add_argument("--role", default="user", help="the user's role (default user)")
+    add.add_argument("--workspace", default=".", help="the app folder (default .)")
+    add.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of stdin",
+    )
+    add.set_defaults(handler=_user_add)
 
     for name, (_plugin, command) in sorted(registry.commands.items()):
         sub = commands.add_parser(name, help=command.help)

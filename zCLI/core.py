@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 import sys
 from collections.abc import Mapping
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .config import Config, load_config
 from .dispatch import Dispatcher
@@ -16,6 +18,11 @@ from .terminal import TerminalRenderer
 from .walker import zWalker
 from .zui import ZuiLoader
 
+if TYPE_CHECKING:
+    from .auth import zAuth
+    from .bridge import zBifrost
+    from .http_server import zServer
+
 __all__ = ["zCLI"]
 
 
@@ -25,6 +32,8 @@ class zCLI:
     Construction order is the dependency order: zConfig, logging, zDisplay, plugins
     (zFunc), the zUI loader and zDispatch, zWalker. Everything that can be checked is
     checked here, so a bad config, plugin or zUI file fails before anything runs.
+    zAuth, zComm (the zBifrost bridge) and zServer are built on first use, so Terminal
+    mode never creates their files or sockets.
     """
 
     def __init__(self, zSpark: Mapping[str, Any] | None = None) -> None:
@@ -42,6 +51,33 @@ class zCLI:
             zui = self.loader.load(self.config.zVaFile)
             if self.config.zBlock is not None and self.config.zBlock not in zui.blocks:
                 raise ConfigError([f"zBlock: {zui.path.name} has no block {self.config.zBlock!r}"])
+        self._auth: zAuth | None = None
+        self._comm: zBifrost | None = None
+        self._server: zServer | None = None
+
+    @property
+    def auth(self) -> zAuth:
+        if self._auth is None:
+            from .auth import zAuth
+
+            self._auth = zAuth(self.config.auth, self.workspace)
+        return self._auth
+
+    @property
+    def comm(self) -> zBifrost:
+        if self._comm is None:
+            from .bridge import zBifrost
+
+            self._comm = zBifrost(self)
+        return self._comm
+
+    @property
+    def server(self) -> zServer:
+        if self._server is None:
+            from .http_server import zServer
+
+            self._server = zServer(self)
+        return self._server
 
     def run(self, stdin: TextIO | None = None, stdout: TextIO | None = None) -> int:
         """Run the configured mode to the end and return the exit status."""
@@ -50,4 +86,31 @@ class zCLI:
         if self.config.zMode == "Terminal":
             session = self.walker.start(self.config.zVaFile, self.config.zBlock)
             return self.walker.run_terminal(session, stdin or sys.stdin, stdout or sys.stdout)
-        raise ConfigError([f"zMode: {self.config.zMode} is not available in this build"])
+        return asyncio.run(self.serve(TerminalRenderer(stdout or sys.stdout)))
+
+    async def serve(self, renderer: TerminalRenderer | None = None) -> int:
+        """zBifrost mode: serve until SIGINT or SIGTERM, then stop both servers cleanly."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        try:
+            await self.comm.start()
+            if renderer is not None:
+                renderer.write(f"zBifrost listening on {self.comm.url}")
+            if self.config.http_server.enabled:
+                self.server.start()
+                if renderer is not None:
+                    renderer.write(f"zServer listening on {self.server.url}")
+            await stop.wait()
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+            if self._server is not None:
+                self._server.stop()
+            await self.comm.stop()
+            if self._auth is not None:
+                self._auth.close()
+        if renderer is not None:
+            renderer.write("Stopped.")
+        return 0

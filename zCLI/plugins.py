@@ -57,7 +57,7 @@ RESERVED_EVENTS = frozenset(
         "back",
     }
 )
-RESERVED_COMMANDS = frozenset({"run", "serve"})
+RESERVED_COMMANDS = frozenset({"run", "serve", "user"})
 _IDENT = re.compile(r"[A-Za-z_]\w*")
 _EVENT = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*")
 _COMMAND = re.compile(r"[a-z][a-z0-9\-]*")

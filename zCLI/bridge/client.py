@@ -1,0 +1,98 @@
+"""One WebSocket client of zBifrost: its session, identity and single outbound queue.
+
+Everything sent to a client goes through ``send``, which never waits: it puts the
+frame on a bounded queue that one writer task drains. A client that reads too slowly
+fills its queue and is closed (1008) with a log line, so it never stalls the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import uuid
+from typing import Any
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from ..auth import Identity
+from ..session import Session
+from .limits import TokenBucket
+
+__all__ = ["Client"]
+
+log = logging.getLogger("zCLI.zBifrost")
+OVERFLOW_REASON = "Outbound queue overflow: the client reads too slowly."
+
+
+class Client:
+    def __init__(
+        self,
+        ws: ServerConnection,
+        session: Session,
+        identity: Identity,
+        queue_size: int,
+        bucket: TokenBucket,
+    ) -> None:
+        self.ws = ws
+        self.session = session
+        self.identity = identity
+        self.id = uuid.uuid4().hex
+        self.bucket = bucket
+        self.lock = asyncio.Lock()  # one dispatch at a time: they share the session
+        self.inputs: dict[str, asyncio.Future[str | None]] = {}
+        self.overflowed = False
+        self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize=queue_size)
+        self._sequence = itertools.count()
+        self._input_ids = itertools.count(1)
+        self._closer: asyncio.Task[None] | None = None
+
+    def request_id(self, given: bool, value: Any) -> Any:
+        """The client's ``_requestId`` verbatim, else this connection's next number."""
+        return value if given else next(self._sequence)
+
+    def new_input_id(self) -> str:
+        return f"input-{next(self._input_ids)}"
+
+    def send(self, payload: dict[str, Any]) -> None:
+        self.send_text(json.dumps(payload))
+
+    def send_text(self, text: str) -> None:
+        if self.overflowed:
+            return
+        try:
+            self._queue.put_nowait(text)
+        except asyncio.QueueFull:
+            self.overflowed = True
+            log.warning(
+                "closing client %s (%s): %d frames queued, limit reached",
+                self.id,
+                self.identity.user,
+                self._queue.qsize(),
+            )
+            self._closer = asyncio.get_running_loop().create_task(
+                self.ws.close(1008, OVERFLOW_REASON)
+            )
+
+    async def write_loop(self) -> None:
+        """The one writer of this socket."""
+        while True:
+            text = await self._queue.get()
+            try:
+                await self.ws.send(text)
+            except ConnectionClosed:
+                return
+            finally:
+                self._queue.task_done()
+
+    async def wait_sent(self) -> None:
+        """Wait until everything queued so far has been written."""
+        await self._queue.join()
+
+    def cancel_inputs(self) -> None:
+        for future in self.inputs.values():
+            if not future.done():
+                future.set_result(None)
+        self.inputs.clear()
