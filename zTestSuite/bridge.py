@@ -1,0 +1,123 @@
+"""Harness for tests that talk to a real zBifrost: servers on port 0, real clients.
+
+``BridgeTestCase`` starts a zCLI's bridge in the test's event loop through the same
+``start_websocket`` a user calls, connects real ``websockets`` clients, and reads JSON
+with timeouts. Plugins use it for their own bridge suites.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+import textwrap
+import unittest
+from pathlib import Path
+from typing import Any
+
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from zCLI import zCLI
+
+from .harness import timeout
+
+__all__ = ["PING_ZUI", "BridgeTestCase"]
+
+PING_ZUI = """
+Main:
+  ~Root*: [^Ping, Echo, Settings]
+  ^Ping: Pong!
+  Echo: echoed
+  Settings:
+    Menu*: [^Theme]
+    ^Theme: dark
+"""
+
+
+class BridgeTestCase(unittest.IsolatedAsyncioTestCase):
+    """A temporary workspace, bridges that stop at cleanup, and JSON helpers."""
+
+    zui = PING_ZUI
+
+    async def asyncSetUp(self) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="ztest-bridge-")
+        self.addCleanup(self._tmp.cleanup)
+        self.workspace = Path(self._tmp.name)
+        self.write("zUI.app.yaml", self.zui)
+
+    def write(self, name: str, text: str) -> Path:
+        path = self.workspace / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+        return path
+
+    def make(self, **spark: Any) -> zCLI:
+        """A zCLI for the workspace app; websocket defaults to port 0, auth off."""
+        websocket = {"port": 0, "require_auth": False, **spark.pop("websocket", {})}
+        base = {"zWorkspace": str(self.workspace), "zVaFile": "@.zUI.app",
+                "websocket": websocket}
+        return zCLI({**base, **spark})
+
+    async def start(self, z: zCLI | None = None, **spark: Any) -> zCLI:
+        """Start the bridge the way the seed report does; stop it at cleanup."""
+        z = z or self.make(**spark)
+        ready = asyncio.Event()
+        task = asyncio.create_task(z.comm.start_websocket(ready, walker=z.walker))
+        waiter = asyncio.create_task(ready.wait())
+        done, _ = await asyncio.wait({task, waiter}, timeout=timeout(5),
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            waiter.cancel()
+            task.result()  # raises what start raised
+        self.assertIn(waiter, done, "the bridge did not become ready in time")
+
+        async def stop() -> None:
+            task.cancel()
+            await task
+            if z._auth is not None:
+                z._auth.close()
+
+        self.addAsyncCleanup(stop)
+        return z
+
+    async def connect(self, z: zCLI, path: str = "/", **kwargs: Any) -> ClientConnection:
+        ws = await websockets.connect(f"ws://127.0.0.1:{z.comm.port}{path}", **kwargs)
+        self.addAsyncCleanup(ws.close)
+        return ws
+
+    async def client(self, z: zCLI, **kwargs: Any) -> ClientConnection:
+        """Connect and consume connection_info."""
+        ws = await self.connect(z, **kwargs)
+        info = await self.recv(ws)
+        self.assertEqual(info["event"], "connection_info")
+        return ws
+
+    async def recv(self, ws: ClientConnection, units: float = 2) -> Any:
+        return json.loads(await asyncio.wait_for(ws.recv(), timeout(units)))
+
+    async def request(self, ws: ClientConnection, payload: dict[str, Any]) -> Any:
+        return await self.request_raw(ws, json.dumps(payload))
+
+    async def request_raw(self, ws: ClientConnection, frame: str | bytes) -> Any:
+        await ws.send(frame)
+        return await self.recv(ws)
+
+    async def assertClosed(self, ws: ClientConnection, code: int, reason: str) -> None:
+        """The server closes ``ws`` with exactly this code and reason."""
+        await asyncio.wait_for(ws.wait_closed(), timeout(3))
+        assert ws.close_code is not None
+        self.assertEqual((ws.close_code, ws.close_reason), (code, reason))
+
+    async def assertQuiet(self, ws: ClientConnection) -> None:
+        """Nothing is waiting for ``ws``: a ping now is answered by the very next frame."""
+        self.assertEqual(await self.request(ws, {"event": "ping"}), {"event": "pong"})
+
+    async def wait_until(self, condition: Any, units: float = 3) -> None:
+        """Wait for ``condition()`` to be true, yielding to the loop between looks."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout(units)
+        while not condition():
+            if loop.time() > deadline:
+                self.fail("condition not met in time")
+            await asyncio.sleep(0)
