@@ -41,6 +41,9 @@ class BridgeTestCase(unittest.IsolatedAsyncioTestCase):
     zui = PING_ZUI
 
     async def asyncSetUp(self) -> None:
+        # IsolatedAsyncioTestCase turns on asyncio debug mode, which slows bulk socket
+        # I/O tenfold; these tests measure and push real traffic, so run at full speed.
+        asyncio.get_running_loop().set_debug(False)
         self._tmp = tempfile.TemporaryDirectory(prefix="ztest-bridge-")
         self.addCleanup(self._tmp.cleanup)
         self.workspace = Path(self._tmp.name)
@@ -55,8 +58,7 @@ class BridgeTestCase(unittest.IsolatedAsyncioTestCase):
     def make(self, **spark: Any) -> zCLI:
         """A zCLI for the workspace app; websocket defaults to port 0, auth off."""
         websocket = {"port": 0, "require_auth": False, **spark.pop("websocket", {})}
-        base = {"zWorkspace": str(self.workspace), "zVaFile": "@.zUI.app",
-                "websocket": websocket}
+        base = {"zWorkspace": str(self.workspace), "zVaFile": "@.zUI.app", "websocket": websocket}
         return zCLI({**base, **spark})
 
     async def start(self, z: zCLI | None = None, **spark: Any) -> zCLI:
@@ -65,8 +67,9 @@ class BridgeTestCase(unittest.IsolatedAsyncioTestCase):
         ready = asyncio.Event()
         task = asyncio.create_task(z.comm.start_websocket(ready, walker=z.walker))
         waiter = asyncio.create_task(ready.wait())
-        done, _ = await asyncio.wait({task, waiter}, timeout=timeout(5),
-                                     return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            {task, waiter}, timeout=timeout(5), return_when=asyncio.FIRST_COMPLETED
+        )
         if task in done:
             waiter.cancel()
             task.result()  # raises what start raised

@@ -21,17 +21,35 @@ from zCLI.bridge import PortInUseError, zBifrost
 from zTestSuite import record_metric, requires_network, timeout
 from zTestSuite.bridge import BridgeTestCase
 
-FEATURES = ["auth", "connection_info", "dispatch", "input_response", "login", "logout",
-            "menu", "ping"]
+FEATURES = [
+    "auth",
+    "connection_info",
+    "dispatch",
+    "input_response",
+    "login",
+    "logout",
+    "menu",
+    "ping",
+]
 
 
-def _info(user: str = "anonymous", role: str = "guest", authenticated: bool = False,
-          block: str = "Main", features: list[str] | None = None) -> dict:
+def _info(
+    user: str = "anonymous",
+    role: str = "guest",
+    authenticated: bool = False,
+    block: str = "Main",
+    features: list[str] | None = None,
+) -> dict:
     """connection_info as the server must send it, with the session id left out."""
-    return {"event": "connection_info", "data": {
-        "server_version": __version__, "features": features or FEATURES,
-        "auth": {"authenticated": authenticated, "user": user, "role": role},
-        "session": {"block": block, "zVaFile": "zUI.app.yaml"}}}
+    return {
+        "event": "connection_info",
+        "data": {
+            "server_version": __version__,
+            "features": features or FEATURES,
+            "auth": {"authenticated": authenticated, "user": user, "role": role},
+            "session": {"block": block, "zVaFile": "zUI.app.yaml"},
+        },
+    }
 
 
 def _without_session_id(message: dict) -> dict:
@@ -51,8 +69,9 @@ class TestzBifrostInitialization(BridgeTestCase):
         """Without websocket settings the bridge uses 127.0.0.1:56891 and requires auth."""
         z = zCLI({"zWorkspace": str(self.workspace), "zVaFile": "@.zUI.app"})
         config = z.comm.config
-        self.assertEqual((config.host, config.port, config.require_auth),
-                         ("127.0.0.1", 56891, True))
+        self.assertEqual(
+            (config.host, config.port, config.require_auth), ("127.0.0.1", 56891, True)
+        )
 
     async def test_terminal_mode_builds_no_bridge(self) -> None:
         """Building zCLI creates no bridge, auth store or secret until they are used."""
@@ -63,15 +82,19 @@ class TestzBifrostInitialization(BridgeTestCase):
     @requires_network
     async def test_plugin_events_are_features(self) -> None:
         """A plugin's events and name appear in connection_info features."""
-        self.write("plugins/shout.py", """
+        self.write(
+            "plugins/shout.py",
+            """
             from zCLI import Plugin
             PLUGIN = Plugin("shout", events={"shout.all": lambda ctx, data: None})
-        """)
+        """,
+        )
         z = await self.start()
         ws = await self.connect(z)
         info = await self.recv(ws)
-        self.assertEqual(info["data"]["features"],
-                         sorted([*FEATURES, "shout.all"]) + ["plugin:shout"])
+        self.assertEqual(
+            info["data"]["features"], sorted([*FEATURES, "shout.all"]) + ["plugin:shout"]
+        )
 
 
 class TestzBifrostLifecycle(BridgeTestCase):
@@ -148,8 +171,10 @@ class TestzBifrostCoexistence(BridgeTestCase):
         self.addCleanup(z.server.stop)
         self.assertNotEqual(z.comm.port, z.server.port)
         ws = await self.client(z)
-        self.assertEqual(await self.request(ws, {"event": "dispatch", "zKey": "^Ping"}),
-                         {"result": {"message": "Pong!"}, "_requestId": 0})
+        self.assertEqual(
+            await self.request(ws, {"event": "dispatch", "zKey": "^Ping"}),
+            {"result": {"message": "Pong!"}, "_requestId": 0},
+        )
         self.assertEqual(await self._health(z), {"status": "ok", "version": __version__})
 
     @requires_network
@@ -170,9 +195,13 @@ class TestzBifrostCoexistence(BridgeTestCase):
         """One port for both servers is refused before anything starts."""
         with self.assertRaises(ConfigError) as caught:
             self.make(websocket={"port": 9100}, http_server={"enabled": True, "port": 9100})
-        self.assertEqual(caught.exception.problems, [
-            "websocket.port and http_server.port: both are 9100 on 127.0.0.1; "
-            "the two servers need different ports"])
+        self.assertEqual(
+            caught.exception.problems,
+            [
+                "websocket.port and http_server.port: both are 9100 on 127.0.0.1; "
+                "the two servers need different ports"
+            ],
+        )
 
 
 class TestzBifrostConfiguration(BridgeTestCase):
@@ -191,12 +220,15 @@ class TestzBifrostConfiguration(BridgeTestCase):
         z = await self.start(websocket={"max_connections": 2})
         await self.client(z)
         await self.client(z)
-        with self.assertLogs("zCLI.zBifrost", "WARNING") as logs, \
-                self.assertRaises(InvalidStatus) as caught:
+        with (
+            self.assertLogs("zCLI.zBifrost", "WARNING") as logs,
+            self.assertRaises(InvalidStatus) as caught,
+        ):
             await self.connect(z)
         self.assertEqual(caught.exception.response.status_code, 503)
-        self.assertEqual(logs.output, ["WARNING:zCLI.zBifrost:refused a connection: 2 clients, "
-                                       "the limit"])
+        self.assertEqual(
+            logs.output, ["WARNING:zCLI.zBifrost:refused a connection: 2 clients, the limit"]
+        )
 
     @requires_network
     async def test_max_size(self) -> None:
@@ -205,9 +237,14 @@ class TestzBifrostConfiguration(BridgeTestCase):
         ws = await self.client(z)
         frame = json.dumps({"event": "ping", "pad": "x" * 120})
         reply = await self.request_raw(ws, frame)
-        self.assertEqual(reply, {"error": f"The message of {len(frame)} bytes exceeds the "
-                                          "100-byte limit.",
-                                 "code": "too_large", "_requestId": 0})
+        self.assertEqual(
+            reply,
+            {
+                "error": f"The message of {len(frame)} bytes exceeds the 100-byte limit.",
+                "code": "too_large",
+                "_requestId": 0,
+            },
+        )
         await self.assertClosed(ws, 1009, "Message too large.")
 
     @requires_network
@@ -246,8 +283,10 @@ class TestRealWebSocketConnections(BridgeTestCase):
         for _ in range(5):
             async with websockets.connect(z.comm.url) as ws:
                 ids.add((await self.recv(ws))["data"]["session"]["id"])
-                self.assertEqual(await self.request(ws, {"event": "dispatch", "zKey": "^Ping"}),
-                                 {"result": {"message": "Pong!"}, "_requestId": 0})
+                self.assertEqual(
+                    await self.request(ws, {"event": "dispatch", "zKey": "^Ping"}),
+                    {"result": {"message": "Pong!"}, "_requestId": 0},
+                )
         self.assertEqual(len(ids), 5)
 
 
@@ -257,21 +296,30 @@ class TestWebSocketMessageFlow(BridgeTestCase):
         """^Ping answers exactly {"result": {"message": "Pong!"}, "_requestId": 0}."""
         z = await self.start()
         ws = await self.client(z)
-        self.assertEqual(await self.request(ws, {"event": "dispatch", "zKey": "^Ping"}),
-                         {"result": {"message": "Pong!"}, "_requestId": 0})
+        self.assertEqual(
+            await self.request(ws, {"event": "dispatch", "zKey": "^Ping"}),
+            {"result": {"message": "Pong!"}, "_requestId": 0},
+        )
 
     @requires_network
     async def test_dispatch_resolves_keys_from_the_zui(self) -> None:
         """^Echo finds the bare key Echo; request ids are echoed verbatim or numbered."""
         z = await self.start()
         ws = await self.client(z)
-        self.assertEqual(await self.request(ws, {"event": "dispatch", "zKey": "^Echo",
-                                                 "_requestId": {"mine": [1]}}),
-                         {"result": {"message": "echoed"}, "_requestId": {"mine": [1]}})
-        self.assertEqual(await self.request(ws, {"event": "dispatch", "zKey": "Echo"}),
-                         {"result": {"message": "echoed"}, "_requestId": 0})
-        self.assertEqual(await self.request(ws, {"event": "dispatch", "zKey": "^Ping"}),
-                         {"result": {"message": "Pong!"}, "_requestId": 1})
+        self.assertEqual(
+            await self.request(
+                ws, {"event": "dispatch", "zKey": "^Echo", "_requestId": {"mine": [1]}}
+            ),
+            {"result": {"message": "echoed"}, "_requestId": {"mine": [1]}},
+        )
+        self.assertEqual(
+            await self.request(ws, {"event": "dispatch", "zKey": "Echo"}),
+            {"result": {"message": "echoed"}, "_requestId": 0},
+        )
+        self.assertEqual(
+            await self.request(ws, {"event": "dispatch", "zKey": "^Ping"}),
+            {"result": {"message": "Pong!"}, "_requestId": 1},
+        )
 
     @requires_network
     async def test_invalid_message_format(self) -> None:
@@ -279,10 +327,14 @@ class TestWebSocketMessageFlow(BridgeTestCase):
         z = await self.start()
         ws = await self.client(z)
         await ws.send("{not json")
-        self.assertEqual(await self.recv(ws), {"error": "The message is not valid JSON.",
-                                               "code": "invalid_json", "_requestId": 0})
-        self.assertEqual(await self.request(ws, {"event": "dispatch", "zKey": "^Ping"}),
-                         {"result": {"message": "Pong!"}, "_requestId": 1})
+        self.assertEqual(
+            await self.recv(ws),
+            {"error": "The message is not valid JSON.", "code": "invalid_json", "_requestId": 0},
+        )
+        self.assertEqual(
+            await self.request(ws, {"event": "dispatch", "zKey": "^Ping"}),
+            {"result": {"message": "Pong!"}, "_requestId": 1},
+        )
 
 
 class TestConcurrentClients(BridgeTestCase):
@@ -314,8 +366,10 @@ class TestWebSocketAuthentication(BridgeTestCase):
         """With require_auth false the client is told, truthfully, it is anonymous."""
         z = await self.start()
         ws = await self.connect(z)
-        self.assertEqual((await self.recv(ws))["data"]["auth"],
-                         {"authenticated": False, "user": "anonymous", "role": "guest"})
+        self.assertEqual(
+            (await self.recv(ws))["data"]["auth"],
+            {"authenticated": False, "user": "anonymous", "role": "guest"},
+        )
 
     @requires_network
     async def test_auth_info_in_connection(self) -> None:
@@ -324,5 +378,408 @@ class TestWebSocketAuthentication(BridgeTestCase):
         z.auth.add_user("ada", "s3cret", "admin")
         token = z.auth.login("ada", "s3cret").token
         ws = await self.connect(z, path=f"/?token={token}")
-        self.assertEqual(_without_session_id(await self.recv(ws)),
-                         _info("ada", "admin", authenticated=True))
+        self.assertEqual(
+            _without_session_id(await self.recv(ws)), _info("ada", "admin", authenticated=True)
+        )
+
+
+APP_ZUI = """
+Main:
+  ~Root*: [^Ping, Settings, ^Greet, ^Work, ^Boom, ^Refuse, Away]
+  ^Ping: Pong!
+  Settings:
+    Menu*: [^Theme]
+    ^Theme: dark
+  ^Greet:
+    zDialog:
+      fields: [name, {name: pin, type: password, prompt: PIN}]
+      onSubmit: {zFunc: "&app.greet(zConv.name)"}
+  ^Work: {zFunc: "&app.work()"}
+  ^Boom: {zFunc: "&app.boom()"}
+  ^Refuse: {zFunc: "&app.refuse()"}
+  Away: {zLink: "@.zUI.other.Other"}
+"""
+
+APP_PLUGIN = """
+import threading
+from zCLI import ActionFailed, Plugin
+
+def greet(name):
+    return f"Hello, {name}!"
+
+def work(*, ctx):
+    ctx.display.info(f"working in {threading.current_thread().name}")
+    ctx.display.progress(1, 2)
+    return {"done": True}
+
+def boom():
+    raise KeyError("secret detail")
+
+def refuse():
+    raise ActionFailed("Not now.")
+
+def shout(ctx, data):
+    sent = ctx.bridge.broadcast({"event": "app.shouted", "text": data["text"],
+                                 "by": ctx.client.identity.user})
+    return {"sent": sent}
+
+async def whoami(ctx, data):
+    return {"user": ctx.client.identity.user, "block": ctx.client.session.location.block}
+
+PLUGIN = Plugin("app", functions={"greet": greet, "work": work, "boom": boom,
+                                  "refuse": refuse},
+                events={"app.shout": shout, "app.whoami": whoami})
+"""
+
+
+class AppCase(BridgeTestCase):
+    zui = APP_ZUI
+
+    async def asyncSetUp(self) -> None:
+        await super().asyncSetUp()
+        self.write("plugins/app.py", APP_PLUGIN)
+        self.write(
+            "zUI.other.yaml",
+            """
+            Other:
+              Note: {zDisplay: {event: text, content: elsewhere}}
+              Menu*: [^Here]
+              ^Here: over here
+        """,
+        )
+
+
+class TestErrorCodes(AppCase):
+    @requires_network
+    async def test_every_error_code(self) -> None:
+        """Each bad request gets its code and sentence, to the sender only."""
+        z = await self.start()
+        ws, other = await self.client(z), await self.client(z)
+        table = [
+            ("{oops", "invalid_json", "The message is not valid JSON."),
+            ("[1, 2]", "invalid_message", "The message must be a JSON object."),
+            (b"\x00\x01", "invalid_message", "Binary frames are not accepted; send JSON text."),
+            ('{"zKey": "^Ping"}', "missing_field", "The message needs an 'event' field."),
+            ('{"event": 5}', "invalid_message", "The 'event' field must be a string."),
+            ('{"event": "dispatch"}', "missing_field", "The dispatch event needs a 'zKey' field."),
+            (
+                '{"event": "dispatch", "zKey": 1}',
+                "invalid_message",
+                "The 'zKey' field of dispatch must be a string.",
+            ),
+            ('{"event": "teleport"}', "unknown_event", "There is no event named 'teleport'."),
+            (
+                '{"event": "dispatch", "zKey": "^Nope"}',
+                "unknown_key",
+                "Block 'Main' of zUI.app.yaml has no key named '^Nope'.",
+            ),
+            (
+                '{"event": "dispatch", "zKey": "^Boom"}',
+                "internal",
+                "app.boom failed with an internal error.",
+            ),
+            ('{"event": "dispatch", "zKey": "^Refuse"}', "action_failed", "Not now."),
+            ('{"event": "logout"}', "unauthorized", "This connection is not signed in."),
+            (
+                '{"event": "login", "username": "x", "password": "y"}',
+                "unauthorized",
+                "Unknown user or wrong password.",
+            ),
+            (
+                '{"event": "input_response", "requestId": "input-9", "value": "x"}',
+                "invalid_message",
+                "No input request 'input-9' is waiting.",
+            ),
+            (
+                '{"event": "dispatch", "zKey": "zBack"}',
+                "no_back",
+                "There is no previous block to go back to.",
+            ),
+        ]
+        for number, (frame, code, message) in enumerate(table):
+            with self.subTest(code=code, frame=frame):
+                if code == "internal":
+                    with self.assertLogs("zCLI.zFunc", "ERROR"):
+                        reply = await self.request_raw(ws, frame)
+                else:
+                    reply = await self.request_raw(ws, frame)
+                self.assertEqual(reply, {"error": message, "code": code, "_requestId": number})
+        await self.assertQuiet(other)  # nothing of it reached the other client
+        self.assertEqual(
+            await self.request(ws, {"event": "dispatch", "zKey": "^Ping"}),
+            {"result": {"message": "Pong!"}, "_requestId": len(table)},
+        )
+
+    @requires_network
+    async def test_rate_limited(self) -> None:
+        """Past the burst, messages are refused with rate_limited and not run."""
+        z = await self.start(websocket={"rate_limit": 0.001, "rate_burst": 2})
+        ws = await self.client(z)
+        for request_id in (0, 1):
+            self.assertEqual(
+                await self.request(ws, {"event": "dispatch", "zKey": "^Ping"}),
+                {"result": {"message": "Pong!"}, "_requestId": request_id},
+            )
+        self.assertEqual(
+            await self.request(ws, {"event": "dispatch", "zKey": "^Ping"}),
+            {
+                "error": "Too many messages: the limit is 0.001 a second.",
+                "code": "rate_limited",
+                "_requestId": 2,
+            },
+        )
+
+
+class TestSessionsAndFlows(AppCase):
+    @requires_network
+    async def test_sessions_are_per_connection(self) -> None:
+        """A submenu opened by one client leaves the other in Main."""
+        z = await self.start()
+        one, two = await self.client(z), await self.client(z)
+        self.assertEqual(
+            await self.request(one, {"event": "dispatch", "zKey": "Settings"}),
+            {
+                "result": {
+                    "block": "Main.Settings",
+                    "menu": {
+                        "block": "Main.Settings",
+                        "trail": ["Main", "Settings"],
+                        "options": [
+                            {"key": "^Theme", "label": "Theme"},
+                            {"key": "zBack", "label": "zBack"},
+                            {"key": "stop", "label": "stop"},
+                        ],
+                    },
+                },
+                "_requestId": 0,
+            },
+        )
+        self.assertEqual(
+            await self.request(one, {"event": "dispatch", "zKey": "^Theme"}),
+            {"result": {"message": "dark"}, "_requestId": 1},
+        )
+        self.assertEqual(
+            (await self.request(two, {"event": "dispatch", "zKey": "^Theme"}))["code"],
+            "unknown_key",
+        )
+        self.assertEqual((await self.request(two, {"event": "menu"}))["result"]["block"], "Main")
+        back = await self.request(one, {"event": "dispatch", "zKey": "zBack"})
+        self.assertEqual((back["result"]["block"], back["_requestId"]), ("Main", 2))
+
+    @requires_network
+    async def test_zlink_over_the_socket(self) -> None:
+        """A zLink moves the session to another file; its entry keys display first."""
+        z = await self.start()
+        ws = await self.client(z)
+        await ws.send(json.dumps({"event": "dispatch", "zKey": "Away"}))
+        self.assertEqual(
+            await self.recv(ws),
+            {
+                "event": "display",
+                "display_event": "text",
+                "data": {"content": "elsewhere"},
+                "_requestId": 0,
+            },
+        )
+        reply = await self.recv(ws)
+        self.assertEqual(reply["result"]["block"], "Other")
+        self.assertEqual(reply["result"]["menu"]["trail"], ["Main", "Other"])
+        self.assertEqual(
+            await self.request(ws, {"event": "dispatch", "zKey": "^Here"}),
+            {"result": {"message": "over here"}, "_requestId": 1},
+        )
+
+    @requires_network
+    async def test_dialog_over_the_socket(self) -> None:
+        """zDialog asks with input_request and continues on input_response."""
+        z = await self.start()
+        ws = await self.client(z)
+        await ws.send(json.dumps({"event": "dispatch", "zKey": "^Greet", "_requestId": "g"}))
+        ask = await self.recv(ws)
+        self.assertEqual(
+            ask,
+            {
+                "event": "input_request",
+                "requestId": "input-1",
+                "field": "name",
+                "prompt": "name",
+                "type": "string",
+                "_requestId": "g",
+            },
+        )
+        await ws.send(
+            json.dumps({"event": "input_response", "requestId": "input-1", "value": "Ada"})
+        )
+        self.assertEqual(
+            await self.recv(ws),
+            {
+                "event": "input_request",
+                "requestId": "input-2",
+                "field": "pin",
+                "prompt": "PIN",
+                "type": "password",
+                "_requestId": "g",
+            },
+        )
+        await ws.send(
+            json.dumps({"event": "input_response", "requestId": "input-2", "value": "1234"})
+        )
+        self.assertEqual(await self.recv(ws), {"result": "Hello, Ada!", "_requestId": "g"})
+
+    @requires_network
+    async def test_dialog_cancelled(self) -> None:
+        """A null value cancels the dialog with input_closed."""
+        z = await self.start()
+        ws = await self.client(z)
+        await ws.send(json.dumps({"event": "dispatch", "zKey": "^Greet"}))
+        ask = await self.recv(ws)
+        await ws.send(
+            json.dumps({"event": "input_response", "requestId": ask["requestId"], "value": None})
+        )
+        self.assertEqual(
+            await self.recv(ws),
+            {"error": "The dialog was cancelled.", "code": "input_closed", "_requestId": 0},
+        )
+
+    @requires_network
+    async def test_display_from_a_worker_thread_precedes_the_result(self) -> None:
+        """A sync function's display events reach the requester before its result."""
+        z = await self.start()
+        ws = await self.client(z)
+        await ws.send(json.dumps({"event": "dispatch", "zKey": "^Work"}))
+        first, second, third = [await self.recv(ws) for _ in range(3)]
+        self.assertEqual(first["display_event"], "info")
+        self.assertRegex(first["data"]["content"], r"^working in asyncio_\d+$")
+        self.assertEqual(
+            second,
+            {
+                "event": "display",
+                "display_event": "progress",
+                "data": {"current": 1, "total": 2},
+                "_requestId": 0,
+            },
+        )
+        self.assertEqual(third, {"result": {"done": True}, "_requestId": 0})
+
+    @requires_network
+    async def test_ping_and_connection_info_on_request(self) -> None:
+        """ping answers pong; connection_info can be asked again; ids are echoed."""
+        z = await self.start()
+        ws = await self.client(z)
+        self.assertEqual(await self.request(ws, {"event": "ping"}), {"event": "pong"})
+        self.assertEqual(
+            await self.request(ws, {"event": "ping", "_requestId": 7}),
+            {"event": "pong", "_requestId": 7},
+        )
+        info = await self.request(ws, {"event": "connection_info", "_requestId": "i"})
+        self.assertEqual(
+            (info["event"], info["_requestId"], info["data"]["server_version"]),
+            ("connection_info", "i", __version__),
+        )
+
+
+class TestPluginEventsAndBroadcast(AppCase):
+    @requires_network
+    async def test_broadcast_reaches_everyone_and_result_only_the_sender(self) -> None:
+        """A plugin event broadcasts to all; its result goes to the sender alone."""
+        z = await self.start()
+        one, two = await self.client(z), await self.client(z)
+        await one.send(json.dumps({"event": "app.shout", "data": {"text": "hi"}}))
+        shouted = {"event": "app.shouted", "text": "hi", "by": "anonymous"}
+        self.assertEqual(await self.recv(one), shouted)
+        self.assertEqual(await self.recv(one), {"result": {"sent": 2}, "_requestId": 0})
+        self.assertEqual(await self.recv(two), shouted)
+        await self.assertQuiet(two)
+
+    @requires_network
+    async def test_async_plugin_handler_sees_its_client(self) -> None:
+        """An async handler gets the client's identity and session."""
+        z = await self.start()
+        ws = await self.client(z)
+        self.assertEqual(
+            await self.request(ws, {"event": "app.whoami"}),
+            {"result": {"user": "anonymous", "block": "Main"}, "_requestId": 0},
+        )
+
+
+class TestShutdownAndScale(AppCase):
+    @requires_network
+    async def test_graceful_shutdown(self) -> None:
+        """Every client gets server_shutdown, then close 1001."""
+        z = self.make()
+        await z.comm.start()
+        sockets = [await self.client(z) for _ in range(3)]
+        await z.comm.stop()
+        for ws in sockets:
+            self.assertEqual(
+                await self.recv(ws),
+                {"event": "server_shutdown", "message": "The server is shutting down."},
+            )
+            await self.assertClosed(ws, 1001, "Server shutdown.")
+
+    @requires_network
+    async def test_stop_does_not_wait_for_departed_clients(self) -> None:
+        """A client that has just left does not hold up stop()."""
+        z = self.make()
+        await z.comm.start()
+        ws = await self.client(z)
+        await ws.close()
+        await asyncio.wait_for(z.comm.stop(), timeout(1))
+        self.assertFalse(z.comm.running)
+
+    @requires_network
+    async def test_reconnect_after_restart(self) -> None:
+        """A client reconnects to a restarted server on the same port."""
+        z = self.make()
+        await z.comm.start()
+        port = z.comm.port
+        ws = await self.client(z)
+        await z.comm.stop()
+        await self.recv(ws)
+        await self.assertClosed(ws, 1001, "Server shutdown.")
+        again = self.make(websocket={"port": port})
+        await again.comm.start()
+        self.addAsyncCleanup(again.comm.stop)
+        async with websockets.connect(f"ws://127.0.0.1:{port}") as ws:
+            self.assertEqual((await self.recv(ws))["event"], "connection_info")
+
+    @requires_network
+    async def test_two_hundred_clients(self) -> None:
+        """200 concurrent clients each get their own Pong numbered 0."""
+        z = await self.start()
+        started = time.perf_counter()
+        sockets = await asyncio.gather(*(self.client(z) for _ in range(200)))
+        connected = time.perf_counter()
+        for ws in sockets:
+            await ws.send(json.dumps({"event": "dispatch", "zKey": "^Ping"}))
+        replies = await asyncio.gather(*(self.recv(ws, units=10) for ws in sockets))
+        done = time.perf_counter()
+        self.assertEqual(replies, [{"result": {"message": "Pong!"}, "_requestId": 0}] * 200)
+        self.assertEqual(len(z.comm.clients), 200)
+        record_metric("connect_200", (connected - started) * 1000, "ms")
+        record_metric("ping_200", (done - connected) * 1000, "ms")
+
+    @requires_network
+    async def test_slow_client_is_closed_and_others_continue(self) -> None:
+        """A client that stops reading overflows its queue and is closed; others get all."""
+        z = await self.start(websocket={"queue_size": 4, "max_size": 1_000_000})
+        # no permessage-deflate, so every byte of the payload fills the socket buffers
+        fast = await self.client(z, compression=None)
+        slow = await self.client(z, compression=None, max_queue=1)  # reads one frame only
+        self.addCleanup(slow.transport.abort)  # it cannot read the server's close either
+        slow_client = next(
+            c for c in z.comm.clients if c.ws.remote_address[1] == slow.local_address[1]
+        )
+        payload = {"event": "bulk", "data": "x" * 500_000}
+        received = []
+        with self.assertLogs("zCLI.zBifrost", "WARNING") as logs:
+            for _ in range(100):  # 50 MB: more than loopback's socket buffers hold
+                z.comm.broadcast(payload)
+                received.append(await self.recv(fast, units=5))
+            await self.wait_until(lambda: slow_client not in z.comm.clients, units=10)
+        self.assertEqual(received, [payload] * 100)
+        self.assertRegex(
+            logs.output[0],
+            r"^WARNING:zCLI.zBifrost:closing client [0-9a-f]{32} "
+            r"\(anonymous\): 4 frames queued, limit reached$",
+        )

@@ -25,6 +25,7 @@ __all__ = ["Client"]
 
 log = logging.getLogger("zCLI.zBifrost")
 OVERFLOW_REASON = "Outbound queue overflow: the client reads too slowly."
+DROP_TIMEOUT = 1.0
 
 
 class Client:
@@ -48,6 +49,7 @@ class Client:
         self._sequence = itertools.count()
         self._input_ids = itertools.count(1)
         self._closer: asyncio.Task[None] | None = None
+        self.gone = asyncio.Event()  # set when the connection task has finished
 
     def request_id(self, given: bool, value: Any) -> Any:
         """The client's ``_requestId`` verbatim, else this connection's next number."""
@@ -72,9 +74,15 @@ class Client:
                 self.identity.user,
                 self._queue.qsize(),
             )
-            self._closer = asyncio.get_running_loop().create_task(
-                self.ws.close(1008, OVERFLOW_REASON)
-            )
+            self._closer = asyncio.get_running_loop().create_task(self._drop())
+
+    async def _drop(self) -> None:
+        """Close with 1008; a peer that reads nothing never takes the close frame, so
+        give up on the handshake after a moment and cut the connection."""
+        try:
+            await asyncio.wait_for(self.ws.close(1008, OVERFLOW_REASON), DROP_TIMEOUT)
+        except TimeoutError:
+            self.ws.transport.abort()
 
     async def write_loop(self) -> None:
         """The one writer of this socket."""
@@ -88,8 +96,12 @@ class Client:
                 self._queue.task_done()
 
     async def wait_sent(self) -> None:
-        """Wait until everything queued so far has been written."""
-        await self._queue.join()
+        """Wait until everything queued so far is written, or the connection is gone."""
+        written = asyncio.ensure_future(self._queue.join())
+        gone = asyncio.ensure_future(self.gone.wait())
+        _done, pending = await asyncio.wait({written, gone}, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in pending:
+            waiter.cancel()
 
     def cancel_inputs(self) -> None:
         for future in self.inputs.values():

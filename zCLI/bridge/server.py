@@ -270,6 +270,7 @@ class zBifrost:
         finally:
             if client is not None:
                 client.cancel_inputs()
+                client.gone.set()
                 self.clients.discard(client)
 
     async def _read_loop(self, client: Client, tasks: asyncio.TaskGroup) -> None:
