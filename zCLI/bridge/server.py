@@ -203,7 +203,7 @@ class zBifrost:
     async def _authenticate(self, ws: ServerConnection) -> Identity | None:
         """The connection's identity, or None after closing it with 1008."""
         assert ws.request is not None
-        query = parse_qs(urlsplit(ws.request.path).query)
+        query = parse_qs(urlsplit(ws.request.path).query, keep_blank_values=True)
         token = query.get("token", [None])[0]
         header = ws.request.headers.get("Authorization", "")
         if token is None and header.startswith("Bearer "):
