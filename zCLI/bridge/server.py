@@ -196,9 +196,11 @@ class zBifrost:
     def _origin_allowed(self, origin: str, request: HttpRequest) -> bool:
         if self.config.allowed_origins:
             return origin in self.config.allowed_origins
-        host = request.headers.get("Host", "")
+        # Same host: the page's host name is the one this socket was reached by, on
+        # any port (zServer serves pages from its own port).
+        host = urlsplit(f"//{request.headers.get('Host', '')}").hostname
         parts = urlsplit(origin)
-        return parts.scheme in ("http", "https") and parts.netloc == host
+        return parts.scheme in ("http", "https") and host is not None and parts.hostname == host
 
     async def _authenticate(self, ws: ServerConnection) -> Identity | None:
         """The connection's identity, or None after closing it with 1008."""

@@ -1,0 +1,162 @@
+"""The demos as a user runs them: `zcli serve` in its own process, pages in Chromium.
+
+Chromium is Debian's (/usr/bin/chromium) driven by Playwright with executable_path;
+where it cannot start these tests fail, they do not skip (network tests still skip
+without loopback, like every other).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import unittest
+from typing import Any
+
+from zTestSuite import REPO_ROOT, requires_network, timeout
+
+CHROMIUM = os.environ.get("ZTEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+class ServedApp:
+    """`python -m zCLI serve APP --ws-port 0 --http-port 0` and the URLs it prints."""
+
+    def __init__(self, app: str, *extra: str) -> None:
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "zCLI",
+                "serve",
+                str(REPO_ROOT / app),
+                "--ws-port",
+                "0",
+                "--http-port",
+                "0",
+                *extra,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+        self.ws_url = self._expect(r"^zBifrost listening on (ws://\S+)$")
+        self.http_url = self._expect(r"^zServer listening on (http://\S+)$")
+
+    def _pump(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put("")
+
+    def _expect(self, pattern: str) -> str:
+        try:
+            line = self.lines.get(timeout=timeout(10))
+        except queue.Empty:
+            raise AssertionError(f"zcli serve printed nothing matching {pattern}") from None
+        match = re.match(pattern, line)
+        if match is None:
+            stderr = self.process.stderr.read() if self.process.poll() is not None else ""
+            raise AssertionError(f"unexpected output {line!r} {stderr}")
+        return match.group(1)
+
+    def stop(self) -> tuple[int, str]:
+        """SIGTERM, as a service manager would; returns (status, the last line)."""
+        self.process.send_signal(signal.SIGTERM)
+        status = self.process.wait(timeout=timeout(10))
+        last = self.lines.get(timeout=timeout(2))
+        if self.process.stderr is not None:
+            self.process.stderr.close()
+        return status, last
+
+
+@requires_network
+class TestServeCommand(unittest.TestCase):
+    def test_serve_prints_urls_and_stops_on_sigterm(self) -> None:
+        """zcli serve prints both URLs and exits 0 with 'Stopped.' on SIGTERM."""
+        app = ServedApp("demos/Level_1_Menu")
+        self.assertRegex(app.ws_url, r"^ws://127\.0\.0\.1:\d+$")
+        self.assertRegex(app.http_url, r"^http://127\.0\.0\.1:\d+/$")
+        self.assertEqual(app.stop(), (0, "Stopped."))
+
+
+@requires_network
+class TestDemosInChromium(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls) -> None:
+        from playwright.sync_api import sync_playwright
+
+        cls.playwright = sync_playwright().start()
+        try:
+            cls.browser = cls.playwright.chromium.launch(
+                executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+            )
+        except Exception:
+            cls.playwright.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.browser.close()
+        cls.playwright.stop()
+
+    def open(self, app: str) -> Any:
+        served = ServedApp(app)
+        self.addCleanup(served.stop)
+        page = self.browser.new_page()
+        self.addCleanup(page.close)
+        page.set_default_timeout(timeout(10) * 1000)
+        page.goto(served.http_url)
+        return page
+
+    def test_level0_shows_version_and_features(self) -> None:
+        """Level 0 connects and shows the server version, features and identity."""
+        from playwright.sync_api import expect
+
+        from zCLI import __version__
+
+        page = self.open("demos/Level_0_Connection")
+        expect(page.locator("#status")).to_have_text("Connected.")
+        expect(page.locator("#version")).to_have_text(__version__)
+        expect(page.locator("#features")).to_have_text(
+            "auth, connection_info, dispatch, input_response, login, logout, menu, ping"
+        )
+        expect(page.locator("#user")).to_have_text("anonymous (guest)")
+
+    def test_level1_ping_shows_pong(self) -> None:
+        """Level 1 renders the served menu as buttons; Ping shows Pong!."""
+        from playwright.sync_api import expect
+
+        page = self.open("demos/Level_1_Menu")
+        expect(page.locator("#menu button")).to_have_text(
+            ["Ping", "Echo Test", "Status", "Notice", "Sign Guestbook"]
+        )
+        page.get_by_role("button", name="Ping").click()
+        expect(page.locator("#output div")).to_have_text(["Pong!"])
+
+    def test_level1_dialog_and_display_event(self) -> None:
+        """The dialog prompts in the browser; display events show before the result."""
+        from playwright.sync_api import expect
+
+        page = self.open("demos/Level_1_Menu")
+        page.on("dialog", lambda dialog: dialog.accept("hello"))
+        page.get_by_role("button", name="Echo Test").click()
+        expect(page.locator("#output div")).to_have_text(['{"echo":"hello"}'])
+        page.get_by_role("button", name="Notice").click()
+        expect(page.locator("#output div.info")).to_have_text("Display events reach whoever asked.")
+        page.get_by_role("button", name="Status").click()
+        expect(page.locator("#output div.success")).to_have_text("All subsystems are ready.")
