@@ -1,8 +1,10 @@
-"""One WebSocket client of zBifrost: its session, identity and single outbound queue.
+"""One WebSocket client of zBifrost: its session, identity and single outbound path.
 
-Everything sent to a client goes through ``send``, which never waits: it puts the
-frame on a bounded queue that one writer task drains. A client that reads too slowly
-fills its queue and is closed (1008) with a log line, so it never stalls the others.
+Everything sent to a client goes through ``send``, which never waits. When nothing is
+queued and the socket's write buffer is small, the frame is written at once; otherwise
+it joins a bounded queue that one writer task drains, waiting for the socket. A client
+that reads too slowly fills its queue and is closed (1008) with a log line, so it never
+stalls the others.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import logging
 import uuid
 from typing import Any
 
-from websockets.asyncio.server import ServerConnection
+from websockets.asyncio.server import ServerConnection, broadcast
 from websockets.exceptions import ConnectionClosed
 
 from ..auth import Identity
@@ -26,6 +28,7 @@ __all__ = ["Client"]
 log = logging.getLogger("zCLI.zBifrost")
 OVERFLOW_REASON = "Outbound queue overflow: the client reads too slowly."
 DROP_TIMEOUT = 1.0
+WRITE_BUFFER_LIMIT = 64 * 1024  # bytes in the socket's buffer before frames queue
 
 
 class Client:
@@ -43,13 +46,15 @@ class Client:
         self.id = uuid.uuid4().hex
         self.bucket = bucket
         self.lock = asyncio.Lock()  # one dispatch at a time: they share the session
+        self.dispatching = 0  # dispatches started and not finished
         self.inputs: dict[str, asyncio.Future[str | None]] = {}
         self.overflowed = False
+        self.gone = asyncio.Event()  # set when the connection task has finished
         self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize=queue_size)
+        self._writer: asyncio.Task[None] | None = None
+        self._closer: asyncio.Task[None] | None = None
         self._sequence = itertools.count()
         self._input_ids = itertools.count(1)
-        self._closer: asyncio.Task[None] | None = None
-        self.gone = asyncio.Event()  # set when the connection task has finished
 
     def request_id(self, given: bool, value: Any) -> Any:
         """The client's ``_requestId`` verbatim, else this connection's next number."""
@@ -64,17 +69,26 @@ class Client:
     def send_text(self, text: str) -> None:
         if self.overflowed:
             return
+        if self._writer is None and self.ws.transport.get_write_buffer_size() <= WRITE_BUFFER_LIMIT:
+            broadcast([self.ws], text)  # writes now, in order: nothing is queued
+            return
         try:
             self._queue.put_nowait(text)
         except asyncio.QueueFull:
-            self.overflowed = True
-            log.warning(
-                "closing client %s (%s): %d frames queued, limit reached",
-                self.id,
-                self.identity.user,
-                self._queue.qsize(),
-            )
-            self._closer = asyncio.get_running_loop().create_task(self._drop())
+            self._overflow()
+            return
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write_queued())
+
+    def _overflow(self) -> None:
+        self.overflowed = True
+        log.warning(
+            "closing client %s (%s): %d frames queued, limit reached",
+            self.id,
+            self.identity.user,
+            self._queue.qsize(),
+        )
+        self._closer = asyncio.get_running_loop().create_task(self._drop())
 
     async def _drop(self) -> None:
         """Close with 1008; a peer that reads nothing never takes the close frame, so
@@ -84,16 +98,19 @@ class Client:
         except TimeoutError:
             self.ws.transport.abort()
 
-    async def write_loop(self) -> None:
-        """The one writer of this socket."""
-        while True:
-            text = await self._queue.get()
-            try:
-                await self.ws.send(text)
-            except ConnectionClosed:
-                return
-            finally:
-                self._queue.task_done()
+    async def _write_queued(self) -> None:
+        """The writer while frames are queued: waits for the socket between frames."""
+        try:
+            while not self._queue.empty():
+                text = self._queue.get_nowait()
+                try:
+                    await self.ws.send(text)
+                finally:
+                    self._queue.task_done()
+        except ConnectionClosed:
+            pass
+        finally:
+            self._writer = None
 
     async def wait_sent(self) -> None:
         """Wait until everything queued so far is written, or the connection is gone."""
@@ -103,8 +120,12 @@ class Client:
         for waiter in pending:
             waiter.cancel()
 
-    def cancel_inputs(self) -> None:
+    def finish(self) -> None:
+        """The connection is over: stop writing and answer pending prompts with None."""
+        if self._writer is not None:
+            self._writer.cancel()
         for future in self.inputs.values():
             if not future.done():
                 future.set_result(None)
         self.inputs.clear()
+        self.gone.set()

@@ -94,7 +94,12 @@ def parse(frame: str | bytes) -> Request:
     event = raw["event"]
     if not isinstance(event, str):
         raise ProtocolError("The 'event' field must be a string.", "invalid_message")
-    common = {"event": event, "request_id": request_id, "has_id": has_id, "body": raw}
+    common: dict[str, Any] = {
+        "event": event,
+        "request_id": request_id,
+        "has_id": has_id,
+        "body": raw,
+    }
     if event == "dispatch":
         return DispatchRequest(**common, zKey=_text_field(raw, "zKey", event))
     if event == "input_response":

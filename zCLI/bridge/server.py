@@ -26,7 +26,7 @@ from websockets.http11 import Response
 
 from ..auth import ANONYMOUS, AuthError, Identity
 from ..context import FuncContext, call_sync, internal_error
-from ..dispatch import Ask, Call, Emit, Outcome, Steps
+from ..dispatch import Ask, Call, Effect, Emit, Outcome, Steps
 from ..display import Display, DisplayEvent
 from ..exceptions import InputClosed, RequestError, zCLIError
 from ..version import __version__
@@ -260,10 +260,8 @@ class zBifrost:
             self.clients.add(client)
             client.send(self._connection_info(client))
             async with asyncio.TaskGroup() as tasks:
-                writer = tasks.create_task(client.write_loop())
                 await self._read_loop(client, tasks)
-                client.cancel_inputs()
-                writer.cancel()
+                client.finish()  # requests still waiting for input end now
         except ConnectionClosed:
             pass
         except Exception:
@@ -271,8 +269,7 @@ class zBifrost:
             await ws.close(1011, "Internal server error.")
         finally:
             if client is not None:
-                client.cancel_inputs()
-                client.gone.set()
+                client.finish()
                 self.clients.discard(client)
 
     async def _read_loop(self, client: Client, tasks: asyncio.TaskGroup) -> None:
@@ -318,17 +315,24 @@ class zBifrost:
                     )
                 )
                 continue
-            if request.event == "dispatch" or request.event not in BUILTIN_EVENTS:
-                # these may wait (for input, for a plugin); the reader must go on
+            if request.event == "dispatch":
+                self._start_dispatch(client, request, request_id, tasks)
+            elif request.event not in BUILTIN_EVENTS:
+                # a plugin's handler may wait; the reader must go on
                 tasks.create_task(self._guarded(handler, client, request, request_id))
             else:
                 await self._guarded(handler, client, request, request_id)
 
     async def _guarded(
-        self, handler: Handler, client: Client, request: Request, request_id: Any
+        self,
+        handler: Callable[..., Any],
+        client: Client,
+        request: Request,
+        request_id: Any,
+        *more: Any,
     ) -> None:
         try:
-            await handler(client, request, request_id)
+            await handler(client, request, request_id, *more)
         except RequestError as exc:
             client.send(error_reply(request_id, exc.code, exc.message))
 
@@ -368,11 +372,49 @@ class zBifrost:
             )
         )
 
-    async def _on_dispatch(self, client: Client, request: Request, rid: Any) -> None:
+    def _start_dispatch(
+        self, client: Client, request: Request, rid: Any, tasks: asyncio.TaskGroup
+    ) -> None:
+        """Run a dispatch right here up to its first effect that must wait (a prompt or
+        a plugin call); a task finishes it. Most keys never wait, so need no task."""
         assert isinstance(request, DispatchRequest)
-        async with client.lock:
-            steps = self.walker.dispatcher.dispatch(client.session, request.zKey)
-            outcome = await self._drive(steps, client, rid)
+        if client.dispatching:  # an earlier dispatch still runs: keep the order
+            client.dispatching += 1
+            tasks.create_task(self._guarded(self._on_dispatch, client, request, rid))
+            return
+        steps = self.walker.dispatcher.dispatch(client.session, request.zKey)
+        try:
+            waiting = self._run_until_wait(steps, client, rid)
+        except RequestError as exc:
+            client.send(error_reply(rid, exc.code, exc.message))
+            return
+        if isinstance(waiting, Outcome):
+            client.send(result_reply(rid, waiting.result))
+            return
+        client.dispatching += 1
+        tasks.create_task(
+            self._guarded(self._finish_dispatch, client, request, rid, steps, waiting)
+        )
+
+    async def _on_dispatch(self, client: Client, request: Request, rid: Any) -> None:
+        """A dispatch that arrived while another of the same client was running."""
+        assert isinstance(request, DispatchRequest)
+        try:
+            async with client.lock:
+                steps = self.walker.dispatcher.dispatch(client.session, request.zKey)
+                outcome = await self._drive(steps, client, rid)
+        finally:
+            client.dispatching -= 1
+        client.send(result_reply(rid, outcome.result))
+
+    async def _finish_dispatch(
+        self, client: Client, request: Request, rid: Any, steps: Steps, waiting: Effect
+    ) -> None:
+        try:
+            async with client.lock:
+                outcome = await self._drive(steps, client, rid, waiting)
+        finally:
+            client.dispatching -= 1
         client.send(result_reply(rid, outcome.result))
 
     async def _on_input_response(self, client: Client, request: Request, rid: Any) -> None:
@@ -434,8 +476,22 @@ class zBifrost:
 
     # --- driving the dispatcher -----------------------------------------------------
 
-    async def _drive(self, steps: Steps, client: Client, rid: Any) -> Outcome:
-        """Perform the dispatcher's effects for one request of one client."""
+    def _run_until_wait(self, steps: Steps, client: Client, rid: Any) -> Outcome | Effect:
+        """Advance ``steps`` while its effects need no waiting (sending display events)."""
+        while True:
+            try:
+                effect = next(steps)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            if not isinstance(effect, Emit):
+                return effect
+            client.send({**effect.event.to_json(), "_requestId": rid})
+
+    async def _drive(
+        self, steps: Steps, client: Client, rid: Any, effect: Effect | None = None
+    ) -> Outcome:
+        """Perform the dispatcher's effects for one request of one client, starting with
+        ``effect`` when the generator has already produced one."""
         loop = asyncio.get_running_loop()
 
         def sink(event: DisplayEvent) -> None:  # display events from any thread
@@ -446,10 +502,11 @@ class zBifrost:
         reply: Any = None
         error: BaseException | None = None
         while True:
-            try:
-                effect = steps.throw(error) if error is not None else steps.send(reply)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
+            if effect is None:
+                try:
+                    effect = steps.throw(error) if error is not None else steps.send(reply)
+                except StopIteration as stop:
+                    return stop.value  # type: ignore[no-any-return]
             reply, error = None, None
             if isinstance(effect, Emit):
                 client.send({**effect.event.to_json(), "_requestId": rid})
@@ -464,6 +521,7 @@ class zBifrost:
                     error = internal_error(effect, exc)
             else:
                 raise AssertionError(f"unknown effect {effect!r}")
+            effect = None
 
     async def _call(self, call: Call, context: FuncContext) -> Any:
         if call.function.is_async:

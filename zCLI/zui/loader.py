@@ -122,6 +122,10 @@ class ZuiLoader:
         return path
 
     def load(self, ref: str | Path) -> ZuiFile:
+        if isinstance(ref, Path):  # sessions hold resolved paths: no file system call
+            cached = self._cache.get(ref)
+            if cached is not None:
+                return cached
         path = (self.path_for(ref) if isinstance(ref, str) else ref).resolve()
         cached = self._cache.get(path)
         if cached is not None:
