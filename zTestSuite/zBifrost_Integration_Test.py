@@ -256,6 +256,24 @@ class TestzBifrostConfiguration(BridgeTestCase):
         await self.assertClosed(ws, 1009, "frame exceeds limit of 200 bytes")
 
 
+class TestKeepAlive(BridgeTestCase):
+    @requires_network
+    async def test_silent_client_is_closed(self) -> None:
+        """A client that never answers keep-alive pings is closed after the timeout."""
+        z = await self.start(websocket={"ping_interval": 0.2, "ping_timeout": 0.2})
+        reader, writer = await asyncio.open_connection("127.0.0.1", z.comm.port)
+        self.addCleanup(writer.close)
+        writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                     b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     b"Sec-WebSocket-Version: 13\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout(2))
+        self.assertTrue(head.startswith(b"HTTP/1.1 101 Switching Protocols\r\n"))
+        await self.wait_until(lambda: len(z.comm.clients) == 1)
+        await self.wait_until(lambda: not z.comm.clients, units=3)  # no pong: closed
+        rest = await asyncio.wait_for(reader.read(), timeout(3))  # server ends the stream
+        self.assertIn(b"keepalive ping timeout", rest)
+
+
 class TestRealWebSocketConnections(BridgeTestCase):
     @requires_network
     async def test_connect_and_receive_connection_info(self) -> None:

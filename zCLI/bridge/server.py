@@ -135,6 +135,7 @@ class zBifrost:
                 max_size=2 * self.config.max_size,  # our own check answers up to here
                 ping_interval=self.config.ping_interval,
                 ping_timeout=self.config.ping_timeout,
+                close_timeout=self.config.ping_timeout,  # a silent peer is not waited on
             )
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
