@@ -16,10 +16,10 @@ from typing import Any
 
 from .dispatch import Call
 from .display import Display
-from .exceptions import RequestError
+from .exceptions import RequestError, zCLIError
 from .session import Session
 
-__all__ = ["FuncContext", "call_sync", "internal_error"]
+__all__ = ["FuncContext", "call_error", "call_sync"]
 
 log = logging.getLogger("zCLI.zFunc")
 
@@ -31,8 +31,11 @@ class FuncContext:
     zcli: Any
 
 
-def internal_error(call: Call, exc: BaseException) -> RequestError:
-    """Log a plugin function's bug and return the error that is safe to show."""
+def call_error(call: Call, exc: Exception) -> Exception:
+    """What a failed call becomes: zCLI's own errors stay as they are; anything else is
+    a bug in the function, logged with its traceback and reported as ``internal``."""
+    if isinstance(exc, zCLIError):
+        return exc
     log.error("zFunc %s raised %s", call.function.qualname, type(exc).__name__, exc_info=exc)
     return RequestError(f"{call.function.qualname} failed with an internal error.", "internal")
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from .context import FuncContext, call_sync, internal_error
+from .context import FuncContext, call_error, call_sync
 from .dispatch import Ask, Call, Dispatcher, Emit, MenuView, Outcome, result_events
 from .display import Display, DisplayEvent
-from .exceptions import RequestError, zCLIError
+from .exceptions import RequestError
 from .session import Session
 from .terminal import TerminalRenderer
 
@@ -113,10 +113,8 @@ class _TerminalDriver:
             elif isinstance(effect, Call):
                 try:
                     reply = call_sync(effect, self.context)
-                except zCLIError as exc:
-                    error = exc
                 except Exception as exc:
-                    error = internal_error(effect, exc)
+                    error = call_error(effect, exc)
             else:
                 raise AssertionError(f"unknown effect {effect!r}")
 

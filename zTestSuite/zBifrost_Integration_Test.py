@@ -263,9 +263,11 @@ class TestKeepAlive(BridgeTestCase):
         z = await self.start(websocket={"ping_interval": 0.2, "ping_timeout": 0.2})
         reader, writer = await asyncio.open_connection("127.0.0.1", z.comm.port)
         self.addCleanup(writer.close)
-        writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-                     b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                     b"Sec-WebSocket-Version: 13\r\n\r\n")
+        writer.write(
+            b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\n\r\n"
+        )
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout(2))
         self.assertTrue(head.startswith(b"HTTP/1.1 101 Switching Protocols\r\n"))
         await self.wait_until(lambda: len(z.comm.clients) == 1)

@@ -25,7 +25,7 @@ from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response
 
 from ..auth import ANONYMOUS, AuthError, Identity
-from ..context import FuncContext, call_sync, internal_error
+from ..context import FuncContext, call_error, call_sync
 from ..dispatch import Ask, Call, Effect, Emit, Outcome, Steps
 from ..display import Display, DisplayEvent
 from ..exceptions import InputClosed, RequestError, zCLIError
@@ -516,10 +516,8 @@ class zBifrost:
             elif isinstance(effect, Call):
                 try:
                     reply = await self._call(effect, context)
-                except zCLIError as exc:
-                    error = exc
                 except Exception as exc:
-                    error = internal_error(effect, exc)
+                    error = call_error(effect, exc)
             else:
                 raise AssertionError(f"unknown effect {effect!r}")
             effect = None
