@@ -93,6 +93,34 @@ class TestServeCommand(unittest.TestCase):
         self.assertRegex(app.http_url, r"^http://127\.0\.0\.1:\d+/$")
         self.assertEqual(app.stop(), (0, "Stopped."))
 
+    def test_a_client_of_the_served_app(self) -> None:
+        """Through `zcli serve`: Pong!, then server_shutdown and 1001 on SIGTERM."""
+        import asyncio
+        import json
+
+        import websockets
+
+        app = ServedApp("demos/Level_1_Menu")
+
+        async def session() -> tuple[Any, ...]:
+            async with websockets.connect(app.ws_url) as ws:
+                info = json.loads(await ws.recv())
+                await ws.send(json.dumps({"event": "dispatch", "zKey": "^Ping"}))
+                pong = json.loads(await ws.recv())
+                stopped = await asyncio.to_thread(app.stop)
+                shutdown = json.loads(await ws.recv())
+                await ws.wait_closed()
+                return info["data"]["auth"], pong, stopped, shutdown, ws.close_code
+
+        auth, pong, stopped, shutdown, code = asyncio.run(session())
+        self.assertEqual(auth, {"authenticated": False, "user": "anonymous", "role": "guest"})
+        self.assertEqual(pong, {"result": {"message": "Pong!"}, "_requestId": 0})
+        self.assertEqual(stopped, (0, "Stopped."))
+        self.assertEqual(
+            shutdown, {"event": "server_shutdown", "message": "The server is shutting down."}
+        )
+        self.assertEqual(code, 1001)
+
 
 @requires_network
 class TestDemosInChromium(unittest.TestCase):
