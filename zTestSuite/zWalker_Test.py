@@ -243,6 +243,34 @@ class TestCommandLine(WalkerCase):
         )
         self.assertEqual(done.stdout, "")
 
+    def test_user_add(self) -> None:
+        """zcli user add stores a scrypt hash that signs in."""
+        from zCLI.auth import zAuth
+        from zCLI.config import AuthConfig
+
+        done = self.zcli(
+            "user",
+            "add",
+            "ada",
+            "--role",
+            "admin",
+            "--workspace",
+            str(self.workspace),
+            "--password-stdin",
+            stdin="s3cret\n",
+        )
+        users = self.workspace / "users.yaml"
+        self.assertEqual(
+            (done.returncode, done.stdout, done.stderr),
+            (0, f"User 'ada' (admin) saved in {users}.\n", ""),
+        )
+        self.assertNotIn("s3cret", users.read_text())
+        auth = zAuth(AuthConfig(), self.workspace)
+        self.addCleanup(auth.close)
+        self.assertEqual(
+            (auth.login("ada", "s3cret").user, auth.login("ada", "s3cret").role), ("ada", "admin")
+        )
+
     def test_no_command(self) -> None:
         """zcli with no command shows usage and exits 2."""
         done = self.zcli()
