@@ -32,25 +32,22 @@ CHROMIUM_ARGS = [
 
 
 class ServedApp:
-    """`python -m zCLI serve APP --ws-port 0 --http-port 0` and the URLs it prints."""
+    """`python -m zCLI serve APP` on port 0 (or given ports) and the URLs it prints."""
 
-    def __init__(self, app: str, *extra: str) -> None:
+    def __init__(self, app: str, ws_port: int = 0, http_port: int = 0) -> None:
+        command = [
+            sys.executable,
+            "-m",
+            "zCLI",
+            "serve",
+            str(REPO_ROOT / app),
+            "--ws-port",
+            str(ws_port),
+            "--http-port",
+            str(http_port),
+        ]
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "zCLI",
-                "serve",
-                str(REPO_ROOT / app),
-                "--ws-port",
-                "0",
-                "--http-port",
-                "0",
-                *extra,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
         self.lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=self._pump, daemon=True).start()
@@ -164,6 +161,37 @@ class TestDemosInChromium(unittest.TestCase):
             "auth, connection_info, dispatch, input_response, login, logout, menu, ping"
         )
         expect(page.locator("#user")).to_have_text("anonymous (guest)")
+
+    def test_client_reconnects_after_a_restart(self) -> None:
+        """zbifrost.js sees the 1001 close and reconnects to the restarted app by itself."""
+        from playwright.sync_api import expect
+
+        first = ServedApp("demos/Level_0_Connection")
+        ws_port = int(first.ws_url.rsplit(":", 1)[1])
+        http_port = int(first.http_url.rstrip("/").rsplit(":", 1)[1])
+        page = self.browser.new_page()
+        self.addCleanup(page.close)
+        page.set_default_timeout(timeout(10) * 1000)
+        page.goto(first.http_url)
+        expect(page.locator("#status")).to_have_text("Connected.")
+        self.assertEqual(first.stop(), (0, "Stopped."))
+        expect(page.locator("#status")).to_have_text("Disconnected (1001).")
+        # a restart needs the ports the page knows; they were free a moment ago
+        second = ServedApp("demos/Level_0_Connection", ws_port, http_port)
+        self.addCleanup(second.stop)
+        expect(page.locator("#status")).to_have_text("Connected again.")
+
+    def test_request_without_reply_times_out(self) -> None:
+        """send() rejects after its timeout when no reply comes (a prompt left unanswered)."""
+        page = self.open("demos/Level_1_Menu")
+        message = page.evaluate("""async () => {
+            const { ZBifrost, bridgeUrl } = await import("/zbifrost.js");
+            const bridge = await new ZBifrost(await bridgeUrl(),
+                { timeout: 300, onInput: () => new Promise(() => {}) }).connect();
+            try { await bridge.dispatch("^Echo Test"); return "answered"; }
+            catch (error) { return error.message; }
+        }""")
+        self.assertEqual(message, "no reply to dispatch within 300 ms")
 
     def test_level1_ping_shows_pong(self) -> None:
         """Level 1 renders the served menu as buttons; Ping shows Pong!."""
