@@ -1,5 +1,8 @@
 """zAuth: users with scrypt-hashed passwords, JWT sign-in, and revocation that persists.
 
+Users live in ``auth.users_file``: YAML, or a ``users`` table when the file is a SQLite
+database (see zCLI.users).
+
 Tokens are HS256 JWTs (PyJWT) with ``sub``, ``role``, ``jti``, ``iat`` and ``exp``.
 Signing out records the token's ``jti`` in a SQLite file, so a revoked token stays
 revoked after a restart. The signing secret is ``auth.secret`` from the config, or a
@@ -23,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import jwt
-import yaml
 
 from .config import AuthConfig
 from .exceptions import RequestError
+from .users import UserStore, open_user_store
 
 __all__ = ["ANONYMOUS", "AuthError", "Identity", "hash_password", "verify_password", "zAuth"]
 
@@ -91,6 +94,7 @@ class zAuth:
         self.config = config
         self.workspace = workspace
         self.users_path = self._in_workspace(config.users_file)
+        self.users: UserStore = open_user_store(self.users_path)
         self.secret = config.secret or self._stored_secret()
         self._db_path = self._in_workspace(config.revocations_file)
         self._lock = threading.Lock()  # zServer's threads and the loop share the store
@@ -115,37 +119,25 @@ class zAuth:
         return secret
 
     def close(self) -> None:
+        self.users.close()
         with self._lock:
             self._db.close()
 
     # --- users ------------------------------------------------------------------
 
-    def _users(self) -> dict[str, Any]:
-        if not self.users_path.is_file():
-            return {}
-        data = yaml.safe_load(self.users_path.read_text(encoding="utf-8")) or {}
-        users = data.get("users", {}) if isinstance(data, dict) else {}
-        return users if isinstance(users, dict) else {}
-
     def add_user(self, username: str, password: str, role: str = "user") -> None:
-        """Create or replace a user in the users file."""
+        """Create or replace a user in the user store."""
         if not username or not password:
             raise AuthError("A user needs a name and a password.", "invalid_message")
-        data: dict[str, Any] = {}
-        if self.users_path.is_file():
-            data = yaml.safe_load(self.users_path.read_text(encoding="utf-8")) or {}
-        data.setdefault("users", {})[username] = {"password": hash_password(password), "role": role}
-        self.users_path.write_text(yaml.safe_dump(data, sort_keys=True), encoding="utf-8")
+        self.users.put(username, hash_password(password), role)
 
     # --- tokens -------------------------------------------------------------------
 
     def login(self, username: str, password: str) -> Identity:
-        record = self._users().get(username)
-        stored = record.get("password") if isinstance(record, dict) else None
-        if not isinstance(stored, str) or not verify_password(password, stored):
+        record = self.users.get(username)
+        if record is None or not verify_password(password, record[0]):
             raise AuthError("Unknown user or wrong password.")
-        assert isinstance(record, dict)
-        return self.issue(username, str(record.get("role", "user")))
+        return self.issue(username, record[1])
 
     def issue(self, username: str, role: str) -> Identity:
         now = time.time()

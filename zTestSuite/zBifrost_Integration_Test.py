@@ -914,6 +914,26 @@ class TestTokens(AuthCase):
         )
 
 
+class TestUsersInTheAppDatabase(AuthCase):
+    @requires_network
+    async def test_sqlite_user_store(self) -> None:
+        """With users_file naming a SQLite file, users live in its users table."""
+        import sqlite3
+
+        z = await self.start_auth(auth={"users_file": "app.sqlite3"})
+        with sqlite3.connect(self.workspace / "app.sqlite3") as db:
+            rows = db.execute("SELECT name, role, password FROM users").fetchall()
+        self.assertEqual([(name, role) for name, role, _hash in rows], [("ada", "admin")])
+        self.assertRegex(rows[0][2], r"^scrypt\$16384\$8\$1\$")
+        self.assertFalse((self.workspace / "users.yaml").exists())
+        ws = await self.connect(z)
+        await ws.send(json.dumps({"event": "login", "username": "ada", "password": "s3cret"}))
+        self.assertEqual((await self.recv(ws))["user"], "ada")
+        self.assertEqual(
+            _without_session_id(await self.recv(ws)), _info("ada", "admin", authenticated=True)
+        )
+
+
 class TestHttpSignIn(AuthCase):
     async def post(self, z: zCLI, path: str, body: bytes, headers: dict | None = None):
         import urllib.error
