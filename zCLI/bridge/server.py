@@ -25,12 +25,11 @@ from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response
 
 from ..auth import ANONYMOUS, AuthError, Identity
-from ..context import FuncContext, call_error, call_sync
-from ..dispatch import Ask, Call, Effect, Emit, Outcome, Steps
-from ..display import Display, DisplayEvent
-from ..exceptions import InputClosed, RequestError, zCLIError
+from ..dispatch import Effect, Outcome, Steps
+from ..exceptions import RequestError, zCLIError
 from ..version import __version__
 from .client import Client
+from .driver import drive, run_until_wait
 from .limits import TokenBucket
 from .protocol import (
     AuthRequest,
@@ -52,7 +51,6 @@ __all__ = ["BUILTIN_EVENTS", "EventContext", "PortInUseError", "zBifrost"]
 
 log = logging.getLogger("zCLI.zBifrost")
 AUTH_TIMEOUT = 10.0
-INPUT_TIMEOUT = 300.0
 
 
 class PortInUseError(zCLIError):
@@ -385,7 +383,7 @@ class zBifrost:
             return
         steps = self.walker.dispatcher.dispatch(client.session, request.zKey)
         try:
-            waiting = self._run_until_wait(steps, client, rid)
+            waiting = run_until_wait(steps, client, rid)
         except RequestError as exc:
             client.send(error_reply(rid, exc.code, exc.message))
             return
@@ -403,7 +401,7 @@ class zBifrost:
         try:
             async with client.lock:
                 steps = self.walker.dispatcher.dispatch(client.session, request.zKey)
-                outcome = await self._drive(steps, client, rid)
+                outcome = await drive(steps, client, rid, self.zcli)
         finally:
             client.dispatching -= 1
         client.send(result_reply(rid, outcome.result))
@@ -413,7 +411,7 @@ class zBifrost:
     ) -> None:
         try:
             async with client.lock:
-                outcome = await self._drive(steps, client, rid, waiting)
+                outcome = await drive(steps, client, rid, self.zcli, waiting)
         finally:
             client.dispatching -= 1
         client.send(result_reply(rid, outcome.result))
@@ -474,82 +472,6 @@ class zBifrost:
             client.send(result_reply(rid, result))
 
         return run
-
-    # --- driving the dispatcher -----------------------------------------------------
-
-    def _run_until_wait(self, steps: Steps, client: Client, rid: Any) -> Outcome | Effect:
-        """Advance ``steps`` while its effects need no waiting (sending display events)."""
-        while True:
-            try:
-                effect = next(steps)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
-            if not isinstance(effect, Emit):
-                return effect
-            client.send({**effect.event.to_json(), "_requestId": rid})
-
-    async def _drive(
-        self, steps: Steps, client: Client, rid: Any, effect: Effect | None = None
-    ) -> Outcome:
-        """Perform the dispatcher's effects for one request of one client, starting with
-        ``effect`` when the generator has already produced one."""
-        loop = asyncio.get_running_loop()
-
-        def sink(event: DisplayEvent) -> None:  # display events from any thread
-            payload = {**event.to_json(), "_requestId": rid}
-            loop.call_soon_threadsafe(client.send, payload)
-
-        context = FuncContext(Display(sink), client.session, self.zcli)
-        reply: Any = None
-        error: BaseException | None = None
-        while True:
-            if effect is None:
-                try:
-                    effect = steps.throw(error) if error is not None else steps.send(reply)
-                except StopIteration as stop:
-                    return stop.value  # type: ignore[no-any-return]
-            reply, error = None, None
-            if isinstance(effect, Emit):
-                client.send({**effect.event.to_json(), "_requestId": rid})
-            elif isinstance(effect, Ask):
-                reply = await self._ask(client, effect, rid)
-            elif isinstance(effect, Call):
-                try:
-                    reply = await self._call(effect, context)
-                except Exception as exc:
-                    error = call_error(effect, exc)
-            else:
-                raise AssertionError(f"unknown effect {effect!r}")
-            effect = None
-
-    async def _call(self, call: Call, context: FuncContext) -> Any:
-        if call.function.is_async:
-            kwargs = dict(call.kwargs)
-            if call.function.wants_ctx:
-                kwargs["ctx"] = context
-            return await call.function.target(*call.args, **kwargs)
-        return await asyncio.to_thread(call_sync, call, context)
-
-    async def _ask(self, client: Client, ask: Ask, rid: Any) -> str | None:
-        input_id = client.new_input_id()
-        future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-        client.inputs[input_id] = future
-        client.send(
-            {
-                "event": "input_request",
-                "requestId": input_id,
-                "field": ask.field,
-                "prompt": ask.prompt,
-                "type": ask.kind,
-                "_requestId": rid,
-            }
-        )
-        try:
-            return await asyncio.wait_for(future, INPUT_TIMEOUT)
-        except TimeoutError:
-            raise InputClosed(f"No answer came within {INPUT_TIMEOUT:g} seconds.") from None
-        finally:
-            client.inputs.pop(input_id, None)
 
     # --- for plugins ----------------------------------------------------------------
 
