@@ -79,6 +79,19 @@ class zCLI:
             self._server = zServer(self)
         return self._server
 
+    @property
+    def bridge_url(self) -> str:
+        """Where clients reach zBifrost: its bound port when it runs, else the config's."""
+        ws = self.config.websocket
+        port = self._comm.port if self._comm is not None and self._comm.running else ws.port
+        return f"ws://{ws.host}:{port}"
+
+    def close(self) -> None:
+        """Release what zAuth holds open (its SQLite connections), if it was built."""
+        if self._auth is not None:
+            self._auth.close()
+            self._auth = None
+
     def run(self, stdin: TextIO | None = None, stdout: TextIO | None = None) -> int:
         """Run the configured mode to the end and return the exit status."""
         if self.config.zVaFile is None:
@@ -109,8 +122,7 @@ class zCLI:
             if self._server is not None:
                 self._server.stop()
             await self.comm.stop()
-            if self._auth is not None:
-                self._auth.close()
+            self.close()
         if renderer is not None:
             renderer.write("Stopped.")
         return 0

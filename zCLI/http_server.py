@@ -180,10 +180,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _client_config(self) -> dict[str, Any]:
         zcli = self.zserver.zcli
-        ws = zcli.config.websocket
-        bridge = zcli._comm  # the bridge of this process, if it runs
-        port = bridge.port if bridge is not None and bridge.running else ws.port
-        return {"websocket": f"ws://{ws.host}:{port}", "require_auth": ws.require_auth}
+        return {"websocket": zcli.bridge_url, "require_auth": zcli.config.websocket.require_auth}
 
     def do_POST(self) -> None:  # noqa: N802 (stdlib name)
         path = urlsplit(self.path).path

@@ -78,8 +78,7 @@ class BridgeTestCase(unittest.IsolatedAsyncioTestCase):
         async def stop() -> None:
             task.cancel()
             await task
-            if z._auth is not None:
-                z._auth.close()
+            z.close()
 
         self.addAsyncCleanup(stop)
         return z
