@@ -71,9 +71,10 @@ class ServedApp:
             raise AssertionError(f"unexpected output {line!r} {stderr}")
         return match.group(1)
 
-    def stop(self) -> tuple[int, str]:
-        """SIGTERM, as a service manager would; returns (status, the last line)."""
-        self.process.send_signal(signal.SIGTERM)
+    def stop(self, signum: int = signal.SIGTERM) -> tuple[int, str]:
+        """Signal it (SIGTERM as a service manager, SIGINT as Ctrl-C); returns (status,
+        the last line)."""
+        self.process.send_signal(signum)
         status = self.process.wait(timeout=timeout(10))
         last = self.lines.get(timeout=timeout(2))
         if self.process.stderr is not None:
@@ -83,12 +84,14 @@ class ServedApp:
 
 @requires_network
 class TestServeCommand(unittest.TestCase):
-    def test_serve_prints_urls_and_stops_on_sigterm(self) -> None:
-        """zcli serve prints both URLs and exits 0 with 'Stopped.' on SIGTERM."""
-        app = ServedApp("demos/Level_1_Menu")
-        self.assertRegex(app.ws_url, r"^ws://127\.0\.0\.1:\d+$")
-        self.assertRegex(app.http_url, r"^http://127\.0\.0\.1:\d+/$")
-        self.assertEqual(app.stop(), (0, "Stopped."))
+    def test_serve_prints_urls_and_stops_on_a_signal(self) -> None:
+        """zcli serve prints both URLs and exits 0 with 'Stopped.' on SIGTERM or Ctrl-C."""
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            with self.subTest(signal=signum.name):
+                app = ServedApp("demos/Level_1_Menu")
+                self.assertRegex(app.ws_url, r"^ws://127\.0\.0\.1:\d+$")
+                self.assertRegex(app.http_url, r"^http://127\.0\.0\.1:\d+/$")
+                self.assertEqual(app.stop(signum), (0, "Stopped."))
 
     def test_a_client_of_the_served_app(self) -> None:
         """Through `zcli serve`: Pong!, then server_shutdown and 1001 on SIGTERM."""
