@@ -2,10 +2,9 @@
 
 from .client import Client
 from .protocol import ProtocolError
-from .server import BUILTIN_EVENTS, EventContext, PortInUseError, zBifrost
+from .server import EventContext, PortInUseError, zBifrost
 
 __all__ = [
-    "BUILTIN_EVENTS",
     "Client",
     "EventContext",
     "PortInUseError",

@@ -27,6 +27,7 @@ from websockets.http11 import Response
 from ..auth import ANONYMOUS, AuthError, Identity
 from ..dispatch import Effect, Outcome, Steps
 from ..exceptions import RequestError, zCLIError
+from ..plugins import RESERVED_EVENTS
 from ..version import __version__
 from .client import Client
 from .driver import drive, run_until_wait
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
     from ..core import zCLI
     from ..walker import zWalker
 
-__all__ = ["BUILTIN_EVENTS", "EventContext", "PortInUseError", "zBifrost"]
+__all__ = ["EventContext", "PortInUseError", "zBifrost"]
 
 log = logging.getLogger("zCLI.zBifrost")
 AUTH_TIMEOUT = 10.0
@@ -91,6 +92,8 @@ class zBifrost:
             "logout": self._on_logout,
             "auth": self._on_auth,
         }
+        # plugins may not take these names; the registry refuses every reserved one
+        assert self._handlers.keys() <= RESERVED_EVENTS
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -209,38 +212,36 @@ class zBifrost:
         header = ws.request.headers.get("Authorization", "")
         if token is None and header.startswith("Bearer "):
             token = header[len("Bearer ") :].strip()
-        auth = self.zcli.auth if (token is not None or self.config.require_auth) else None
+        if token is None and not self.config.require_auth:
+            return ANONYMOUS
         try:
             if token is not None:
-                assert auth is not None
-                return auth.verify(token)
-            if not self.config.require_auth:
-                return ANONYMOUS
-            assert auth is not None
-            try:
-                frame = await asyncio.wait_for(ws.recv(), AUTH_TIMEOUT)
-                request = parse(frame)
-            except (TimeoutError, ProtocolError):
-                raise AuthError("Authentication required: send a token or log in first.") from None
-            if isinstance(request, AuthRequest):
-                return auth.verify(request.token)
-            if isinstance(request, LoginRequest):
-                identity = auth.login(request.username, request.password)
-                await ws.send(
-                    json.dumps(
-                        {
-                            "event": "login",
-                            "token": identity.token,
-                            "user": identity.user,
-                            "role": identity.role,
-                        }
-                    )
-                )
-                return identity
-            raise AuthError("Authentication required: send a token or log in first.")
+                return self.zcli.auth.verify(token)
+            return await self._sign_in_by_first_message(ws)
         except AuthError as exc:
             await ws.close(1008, exc.message)
             return None
+
+    async def _sign_in_by_first_message(self, ws: ServerConnection) -> Identity:
+        """An ``auth`` or ``login`` message must come first; AuthError otherwise."""
+        required = AuthError("Authentication required: send a token or log in first.")
+        try:
+            request = parse(await asyncio.wait_for(ws.recv(), AUTH_TIMEOUT))
+        except (TimeoutError, ProtocolError):
+            raise required from None
+        if isinstance(request, AuthRequest):
+            return self.zcli.auth.verify(request.token)
+        if not isinstance(request, LoginRequest):
+            raise required
+        identity = self.zcli.auth.login(request.username, request.password)
+        login = {
+            "event": "login",
+            "token": identity.token,
+            "user": identity.user,
+            "role": identity.role,
+        }
+        await ws.send(json.dumps(login))
+        return identity
 
     # --- one connection -----------------------------------------------------------
 
@@ -316,7 +317,7 @@ class zBifrost:
                 continue
             if request.event == "dispatch":
                 self._start_dispatch(client, request, request_id, tasks)
-            elif request.event not in BUILTIN_EVENTS:
+            elif request.event in self.zcli.plugins.events:
                 # a plugin's handler may wait; the reader must go on
                 tasks.create_task(self._guarded(handler, client, request, request_id))
             else:
@@ -391,26 +392,23 @@ class zBifrost:
             client.send(result_reply(rid, waiting.result))
             return
         client.dispatching += 1
-        tasks.create_task(
-            self._guarded(self._finish_dispatch, client, request, rid, steps, waiting)
-        )
+        tasks.create_task(self._guarded(self._on_dispatch, client, request, rid, steps, waiting))
 
-    async def _on_dispatch(self, client: Client, request: Request, rid: Any) -> None:
-        """A dispatch that arrived while another of the same client was running."""
+    async def _on_dispatch(
+        self,
+        client: Client,
+        request: Request,
+        rid: Any,
+        steps: Steps | None = None,
+        waiting: Effect | None = None,
+    ) -> None:
+        """Finish a dispatch started inline (``steps`` and the effect it is ``waiting``
+        on), or run one that arrived while another of the same client was running."""
         assert isinstance(request, DispatchRequest)
         try:
             async with client.lock:
-                steps = self.walker.dispatcher.dispatch(client.session, request.zKey)
-                outcome = await drive(steps, client, rid, self.zcli)
-        finally:
-            client.dispatching -= 1
-        client.send(result_reply(rid, outcome.result))
-
-    async def _finish_dispatch(
-        self, client: Client, request: Request, rid: Any, steps: Steps, waiting: Effect
-    ) -> None:
-        try:
-            async with client.lock:
+                if steps is None:  # its turn has come: start it on the session as it is now
+                    steps = self.walker.dispatcher.dispatch(client.session, request.zKey)
                 outcome = await drive(steps, client, rid, self.zcli, waiting)
         finally:
             client.dispatching -= 1
@@ -491,8 +489,3 @@ class zBifrost:
             client.send_text(text)
             count += 1
         return count
-
-
-BUILTIN_EVENTS = frozenset(
-    {"dispatch", "menu", "connection_info", "ping", "input_response", "login", "logout", "auth"}
-)

@@ -8,6 +8,7 @@ zFunc arguments, plugin functions, menu choices, and links to other blocks and f
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -101,6 +102,10 @@ class _Where:
             line = self.lines.get(probe)
             probe = probe[:-1]
         return zUIError(reason, file=self.file, block=self.block, key=self.key, line=line)
+
+    def deeper(self, *extra: Any) -> _Where:
+        """The same block and key, further inside its value."""
+        return dataclasses.replace(self, path=self.path + extra)
 
 
 class ZuiLoader:
@@ -220,7 +225,7 @@ class ZuiLoader:
             raise where.fail(f"{constructs[0]} cannot be combined with {others}")
         construct = constructs[0]
         inner = value[construct]
-        sub = _Where(where.file, where.lines, where.block, where.path + (construct,), where.key)
+        sub = where.deeper(construct)
         parser: Callable[[Any, _Where, str, dict[str, Block]], Action] = getattr(
             self, f"_{construct}"
         )
@@ -287,9 +292,7 @@ class ZuiLoader:
             raise where.fail("zDialog has two fields with the same name", ("fields",))
         on_submit = None
         if "onSubmit" in value:
-            sub = _Where(
-                where.file, where.lines, where.block, where.path + ("onSubmit",), where.key
-            )
+            sub = where.deeper("onSubmit")
             on_submit = self._action(value["onSubmit"], sub, name, blocks)
             self._check_zconv(on_submit, set(names), sub)
         return Dialog(tuple(fields), on_submit)
@@ -330,15 +333,13 @@ class ZuiLoader:
             raise where.fail("zWizard needs a non-empty list of steps")
         steps = []
         for index, raw in enumerate(value):
-            sub = _Where(where.file, where.lines, where.block, where.path + (index,), where.key)
+            sub = where.deeper(index)
             step_name = None
             if isinstance(raw, dict) and len(raw) == 1:
                 (only,) = raw
                 if only not in CONSTRUCTS:
                     step_name = str(only)
-                    sub = _Where(
-                        where.file, where.lines, where.block, where.path + (index, only), where.key
-                    )
+                    sub = where.deeper(index, only)
                     raw = raw[only]
             action = self._action(raw, sub, f"{name}.step{index}", blocks)
             steps.append(WizardStep(step_name, action))
