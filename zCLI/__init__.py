@@ -13,6 +13,7 @@ from .exceptions import (
     PluginError,
     RequestError,
     StateError,
+    StorageError,
     zCLIError,
     zUIError,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "RequestError",
     "Session",
     "StateError",
+    "StorageError",
     "__version__",
     "load_config",
     "zCLI",

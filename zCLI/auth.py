@@ -12,6 +12,7 @@ survive restarts.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -21,6 +22,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +36,7 @@ from .users import UserStore, open_user_store
 __all__ = ["ANONYMOUS", "AuthError", "Identity", "hash_password", "verify_password", "zAuth"]
 
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
-SECRET_FILE = ".zcli_secret"
+SECRET_FILE = "secret"
 
 
 class AuthError(RequestError):
@@ -90,9 +92,12 @@ def verify_password(password: str, stored: str) -> bool:
 
 
 class zAuth:
-    def __init__(self, config: AuthConfig, workspace: Path) -> None:
+    def __init__(self, config: AuthConfig, state_dir: Path) -> None:
         self.config = config
-        self.workspace = workspace
+        self.workspace = state_dir  # relative state paths resolve here
+        self.state_dir = state_dir
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self._revoke_listeners: list[Callable[[str], None]] = []
         self.users_path = self._in_workspace(config.users_file)
         self.users: UserStore = open_user_store(self.users_path)
         self.secret = config.secret or self._stored_secret()
@@ -109,7 +114,7 @@ class zAuth:
         return path if path.is_absolute() else self.workspace / path
 
     def _stored_secret(self) -> str:
-        path = self.workspace / SECRET_FILE
+        path = self.state_dir / SECRET_FILE
         if path.is_file():
             return path.read_text(encoding="utf-8").strip()
         secret = secrets.token_hex(32)
@@ -133,7 +138,17 @@ class zAuth:
 
     # --- tokens -------------------------------------------------------------------
 
-    def login(self, username: str, password: str) -> Identity:
+    async def login_async(
+        self, username: str, password: str, address: str | None = None
+    ) -> Identity:
+        """``login`` for the event loop: the hash runs off the loop."""
+        return await asyncio.to_thread(self.login, username, password, address)
+
+    def on_revoke(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(jti)`` after each revocation, in the revoking thread."""
+        self._revoke_listeners.append(listener)
+
+    def login(self, username: str, password: str, address: str | None = None) -> Identity:
         record = self.users.get(username)
         if record is None or not verify_password(password, record[0]):
             raise AuthError("Unknown user or wrong password.")
@@ -186,3 +201,5 @@ class zAuth:
                 "INSERT OR IGNORE INTO revoked VALUES (?, ?)", (identity.jti, identity.expires)
             )
             self._db.execute("DELETE FROM revoked WHERE expires < ?", (time.time(),))
+        for listener in self._revoke_listeners:
+            listener(identity.jti)

@@ -55,7 +55,7 @@ def _serve(args: argparse.Namespace) -> int:
     spark = app_spark(args.app)
     spark["zMode"] = "zBifrost"
     websocket: dict[str, Any] = {}
-    http: dict[str, Any] = {"enabled": True, "serve_path": "."}
+    http: dict[str, Any] = {"enabled": True}
     if args.host:
         websocket["host"] = http["host"] = args.host
     if args.ws_port is not None:

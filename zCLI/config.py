@@ -47,6 +47,11 @@ class WebSocketConfig:
     rate_limit: float = 50.0
     rate_burst: int = 100
     queue_size: int = 256
+    queue_bytes: int = 4_194_304
+    max_request_id: int = 128
+    handshake_timeout: float = 10.0
+    auth_timeout: float = 10.0
+    shutdown_timeout: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -54,7 +59,11 @@ class HttpConfig:
     enabled: bool = False
     host: str = "127.0.0.1"
     port: int = 8080
-    serve_path: str = "."
+    serve_path: str = "public"
+    max_connections: int = 128
+    idle_timeout: float = 10.0
+    header_timeout: float = 10.0
+    max_body: int = 65_536
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,11 @@ class AuthConfig:
     secret: str = ""
     token_ttl: float = 3600.0
     revocations_file: str = "revoked_tokens.sqlite3"
+    hash_workers: int = 2
+    hash_queue: int = 64
+    max_failed_logins: int = 5
+    max_failed_logins_per_address: int = 20
+    failed_login_window: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -71,6 +85,7 @@ class Config:
     zVaFile: str | None = None
     zBlock: str | None = None
     zMode: str = "Terminal"
+    state_dir: Path = Path(".zcli")
     plugins: tuple[str, ...] = ()
     logger: str = "WARNING"
     websocket: WebSocketConfig = field(default_factory=WebSocketConfig)
@@ -168,6 +183,7 @@ TOP_LEVEL: dict[str, Checker] = {
     "zVaFile": _optional_text,
     "zBlock": _optional_text,
     "zMode": _choice(MODES),
+    "state_dir": _path,
     "plugins": _text_list,
     "logger": _choice(LOG_LEVELS),
 }
@@ -186,11 +202,25 @@ SECTIONS: dict[str, tuple[type, dict[str, Checker]]] = {
             "rate_limit": _positive_float,
             "rate_burst": _positive_int,
             "queue_size": _positive_int,
+            "queue_bytes": _positive_int,
+            "max_request_id": _positive_int,
+            "handshake_timeout": _positive_float,
+            "auth_timeout": _positive_float,
+            "shutdown_timeout": _positive_float,
         },
     ),
     "http_server": (
         HttpConfig,
-        {"enabled": _bool, "host": _text, "port": _port, "serve_path": _text},
+        {
+            "enabled": _bool,
+            "host": _text,
+            "port": _port,
+            "serve_path": _text,
+            "max_connections": _positive_int,
+            "idle_timeout": _positive_float,
+            "header_timeout": _positive_float,
+            "max_body": _positive_int,
+        },
     ),
     "auth": (
         AuthConfig,
@@ -199,6 +229,11 @@ SECTIONS: dict[str, tuple[type, dict[str, Checker]]] = {
             "secret": _text,
             "token_ttl": _positive_float,
             "revocations_file": _text,
+            "hash_workers": _positive_int,
+            "hash_queue": _positive_int,
+            "max_failed_logins": _positive_int,
+            "max_failed_logins_per_address": _positive_int,
+            "failed_login_window": _positive_float,
         },
     ),
 }

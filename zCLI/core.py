@@ -41,6 +41,7 @@ class zCLI:
         self.logger = logging.getLogger("zCLI")
         self.logger.setLevel(self.config.logger)
         self.workspace = self.config.zWorkspace.resolve()
+        self.state_dir = self.workspace / self.config.state_dir  # absolute stays absolute
         self.display = Display(TerminalRenderer(sys.stdout))
         self.plugins = Registry()
         self.plugins.discover(self.config.plugins, self.workspace)
@@ -60,7 +61,7 @@ class zCLI:
         if self._auth is None:
             from .auth import zAuth
 
-            self._auth = zAuth(self.config.auth, self.workspace)
+            self._auth = zAuth(self.config.auth, self.state_dir)
         return self._auth
 
     @property

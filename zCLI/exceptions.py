@@ -9,7 +9,8 @@
     ├── RequestError           the caller's fault at run time (an error reply, not a bug)
     │   ├── KeyNotFound        a zKey that the block does not have
     │   ├── ActionFailed       an action refused (a plugin function raised it)
-    │   └── InputClosed        the user typed ``stop`` or input ended during a prompt
+    │   ├── InputClosed        the user typed ``stop`` or input ended during a prompt
+    │   └── StorageError       a state file could not be read or written (not done)
     └── StateError             an illegal transition of a state machine (our bug)
 
 A ``RequestError`` carries a machine ``code`` and a one-sentence message that is safe
@@ -27,6 +28,7 @@ __all__ = [
     "PluginError",
     "RequestError",
     "StateError",
+    "StorageError",
     "zCLIError",
     "zUIError",
 ]
@@ -114,6 +116,16 @@ class InputClosed(RequestError):
 
     def __init__(self, message: str = "Input was closed before the prompt was answered.") -> None:
         super().__init__(message)
+
+
+class StorageError(RequestError):
+    """A state file (secret, revocations, users) could not be read or written.
+
+    Raised at start-up (``zcli`` exits 2 with its one line) and at run time, where the
+    request that needed the write is answered with this error instead of succeeding.
+    """
+
+    code = "storage_error"
 
 
 class StateError(zCLIError):

@@ -11,18 +11,63 @@ import asyncio
 import json
 import tempfile
 import textwrap
+import time
 import unittest
 from pathlib import Path
 from typing import Any
 
+import jwt
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from zCLI import zCLI
+from zCLI import __version__, zCLI
 
 from .harness import timeout
 
-__all__ = ["PING_ZUI", "BridgeTestCase"]
+__all__ = [
+    "FEATURES",
+    "PING_ZUI",
+    "AuthTestCase",
+    "BridgeTestCase",
+    "expected_info",
+    "without_session_id",
+]
+
+FEATURES = [
+    "auth",
+    "connection_info",
+    "dispatch",
+    "input_response",
+    "login",
+    "logout",
+    "menu",
+    "ping",
+]
+
+
+def expected_info(
+    user: str = "anonymous",
+    role: str = "guest",
+    authenticated: bool = False,
+    block: str = "Main",
+    features: list[str] | None = None,
+) -> dict:
+    """connection_info as the server must send it, with the session id left out."""
+    return {
+        "event": "connection_info",
+        "data": {
+            "server_version": __version__,
+            "features": features or FEATURES,
+            "auth": {"authenticated": authenticated, "user": user, "role": role},
+            "session": {"block": block, "zVaFile": "zUI.app.yaml"},
+        },
+    }
+
+
+def without_session_id(message: dict) -> dict:
+    message["data"]["session"].pop("id")
+    return message
+
 
 PING_ZUI = """
 Main:
@@ -123,3 +168,25 @@ class BridgeTestCase(unittest.IsolatedAsyncioTestCase):
             if loop.time() > deadline:
                 self.fail("condition not met in time")
             await asyncio.sleep(0)
+
+
+class AuthTestCase(BridgeTestCase):
+    """A bridge that requires sign-in, with the user ada (password s3cret, admin)."""
+
+    async def start_auth(self, **spark: Any) -> zCLI:
+        z = await self.start(websocket={"require_auth": True}, **spark)
+        z.auth.add_user("ada", "s3cret", "admin")
+        return z
+
+    def forge(self, z: zCLI, secret: str | None = None, **claims: Any) -> str:
+        """A token signed with the server's secret (or ``secret``), claims overridable."""
+        now = time.time()
+        body = {
+            "sub": "ada",
+            "role": "admin",
+            "jti": "j1",
+            "iat": int(now),
+            "exp": now + 60,
+            **claims,
+        }
+        return jwt.encode(body, secret or z.auth.secret, algorithm="HS256")

@@ -11,50 +11,13 @@ import json
 import socket
 import time
 
-import jwt
 import websockets
 from websockets.exceptions import InvalidStatus
 
 from zCLI import ConfigError, __version__, zCLI
-from zCLI.auth import ANONYMOUS, zAuth
 from zCLI.bridge import PortInUseError, zBifrost
 from zTestSuite import record_metric, requires_network, timeout
-from zTestSuite.bridge import BridgeTestCase
-
-FEATURES = [
-    "auth",
-    "connection_info",
-    "dispatch",
-    "input_response",
-    "login",
-    "logout",
-    "menu",
-    "ping",
-]
-
-
-def _info(
-    user: str = "anonymous",
-    role: str = "guest",
-    authenticated: bool = False,
-    block: str = "Main",
-    features: list[str] | None = None,
-) -> dict:
-    """connection_info as the server must send it, with the session id left out."""
-    return {
-        "event": "connection_info",
-        "data": {
-            "server_version": __version__,
-            "features": features or FEATURES,
-            "auth": {"authenticated": authenticated, "user": user, "role": role},
-            "session": {"block": block, "zVaFile": "zUI.app.yaml"},
-        },
-    }
-
-
-def _without_session_id(message: dict) -> dict:
-    message["data"]["session"].pop("id")
-    return message
+from zTestSuite.bridge import FEATURES, BridgeTestCase, expected_info, without_session_id
 
 
 class TestzBifrostInitialization(BridgeTestCase):
@@ -103,7 +66,7 @@ class TestzBifrostLifecycle(BridgeTestCase):
         """When socket_ready is set, a client connects at once."""
         z = await self.start()
         ws = await self.connect(z)
-        self.assertEqual(_without_session_id(await self.recv(ws)), _info())
+        self.assertEqual(without_session_id(await self.recv(ws)), expected_info())
 
     @requires_network
     async def test_cancel_stops_gracefully_and_frees_the_port(self) -> None:
@@ -278,13 +241,13 @@ class TestKeepAlive(BridgeTestCase):
 
 class TestRealWebSocketConnections(BridgeTestCase):
     @requires_network
-    async def test_connect_and_receive_connection_info(self) -> None:
+    async def test_connect_and_receive_connectionexpected_info(self) -> None:
         """The first frame is connection_info with version, features, auth and session."""
         z = await self.start()
         ws = await self.connect(z)
         info = await self.recv(ws)
         self.assertRegex(info["data"]["session"]["id"], r"^[0-9a-f]{32}$")
-        self.assertEqual(_without_session_id(info), _info())
+        self.assertEqual(without_session_id(info), expected_info())
 
     @requires_network
     async def test_connect_disconnect_cycle(self) -> None:
@@ -399,7 +362,8 @@ class TestWebSocketAuthentication(BridgeTestCase):
         token = z.auth.login("ada", "s3cret").token
         ws = await self.connect(z, path=f"/?token={token}")
         self.assertEqual(
-            _without_session_id(await self.recv(ws)), _info("ada", "admin", authenticated=True)
+            without_session_id(await self.recv(ws)),
+            expected_info("ada", "admin", authenticated=True),
         )
 
 
@@ -805,191 +769,6 @@ class TestShutdownAndScale(AppCase):
         )
 
 
-class AuthCase(BridgeTestCase):
-    async def start_auth(self, **spark) -> zCLI:
-        z = await self.start(websocket={"require_auth": True}, **spark)
-        z.auth.add_user("ada", "s3cret", "admin")
-        return z
-
-    def forge(self, z: zCLI, secret: str | None = None, **claims) -> str:
-        now = time.time()
-        body = {
-            "sub": "ada",
-            "role": "admin",
-            "jti": "j1",
-            "iat": int(now),
-            "exp": now + 60,
-            **claims,
-        }
-        return jwt.encode(body, secret or z.auth.secret, algorithm="HS256")
-
-
-class TestTokens(AuthCase):
-    @requires_network
-    async def test_token_sources(self) -> None:
-        """A token is accepted from ?token=, a Bearer header or a first auth message."""
-        z = await self.start_auth()
-        token = z.auth.login("ada", "s3cret").token
-        expected = _info("ada", "admin", authenticated=True)
-        by_query = await self.connect(z, path=f"/?token={token}")
-        self.assertEqual(_without_session_id(await self.recv(by_query)), expected)
-        by_header = await self.connect(z, additional_headers={"Authorization": f"Bearer {token}"})
-        self.assertEqual(_without_session_id(await self.recv(by_header)), expected)
-        by_message = await self.connect(z)
-        await by_message.send(json.dumps({"event": "auth", "token": token}))
-        self.assertEqual(_without_session_id(await self.recv(by_message)), expected)
-
-    @requires_network
-    async def test_login_as_first_message(self) -> None:
-        """A first login message signs in, returns a token, then connection_info."""
-        z = await self.start_auth()
-        ws = await self.connect(z)
-        await ws.send(json.dumps({"event": "login", "username": "ada", "password": "s3cret"}))
-        login = await self.recv(ws)
-        self.assertEqual((login["event"], login["user"], login["role"]), ("login", "ada", "admin"))
-        self.assertEqual(z.auth.verify(login["token"]).user, "ada")
-        self.assertEqual(
-            _without_session_id(await self.recv(ws)), _info("ada", "admin", authenticated=True)
-        )
-
-    @requires_network
-    async def test_refused_tokens_close_1008(self) -> None:
-        """Missing, expired, revoked, forged or malformed: close 1008 with the reason."""
-        z = await self.start_auth()
-        revoked = z.auth.login("ada", "s3cret")
-        z.auth.revoke(revoked)
-        table = [
-            ("/", "Authentication required: send a token or log in first."),
-            (f"/?token={self.forge(z, exp=time.time() - 5)}", "The token has expired."),
-            (f"/?token={revoked.token}", "The token has been revoked."),
-            (f"/?token={self.forge(z, secret='x' * 32)}", "The token signature is invalid."),
-            ("/?token=not.a.jwt", "The token is malformed."),
-            ("/?token=", "The token is empty."),
-            (
-                f"/?token={jwt.encode({'sub': 'ada'}, z.auth.secret)}",
-                "The token lacks the 'exp' claim.",
-            ),
-        ]
-        for path, reason in table:
-            with self.subTest(reason=reason):
-                ws = await self.connect(z, path=path)
-                if path == "/":
-                    await ws.send(json.dumps({"event": "dispatch", "zKey": "^Ping"}))
-                await self.assertClosed(ws, 1008, reason)
-
-    @requires_network
-    async def test_wrong_password_at_sign_in(self) -> None:
-        """A wrong password as the first message closes 1008 without saying which part."""
-        z = await self.start_auth()
-        ws = await self.connect(z)
-        await ws.send(json.dumps({"event": "login", "username": "ada", "password": "nope"}))
-        await self.assertClosed(ws, 1008, "Unknown user or wrong password.")
-
-    @requires_network
-    async def test_sign_out_revokes_and_survives_restart(self) -> None:
-        """logout revokes the token; a new server on the same workspace still refuses it."""
-        z = await self.start_auth()
-        token = z.auth.login("ada", "s3cret").token
-        ws = await self.client(z, path=f"/?token={token}")
-        self.assertEqual(
-            await self.request(ws, {"event": "logout"}),
-            {"result": {"message": "Signed out."}, "_requestId": 0},
-        )
-        await self.assertClosed(ws, 1008, "Signed out.")
-        restarted = await self.start(websocket={"require_auth": True})
-        again = await self.connect(restarted, path=f"/?token={token}")
-        await self.assertClosed(again, 1008, "The token has been revoked.")
-
-    async def test_passwords_are_scrypt_hashed(self) -> None:
-        """The users file keeps scrypt hashes, never the password."""
-        auth = zAuth(self.make().config.auth, self.workspace)
-        self.addCleanup(auth.close)
-        auth.add_user("bo", "pa55word")
-        text = (self.workspace / "users.yaml").read_text()
-        self.assertNotIn("pa55word", text)
-        self.assertRegex(text, r"password: scrypt\$16384\$8\$1\$")
-        self.assertEqual(auth.login("bo", "pa55word").user, "bo")
-        self.assertEqual(
-            ANONYMOUS.to_json(), {"authenticated": False, "user": "anonymous", "role": "guest"}
-        )
-
-
-class TestUsersInTheAppDatabase(AuthCase):
-    @requires_network
-    async def test_sqlite_user_store(self) -> None:
-        """With users_file naming a SQLite file, users live in its users table."""
-        import sqlite3
-
-        z = await self.start_auth(auth={"users_file": "app.sqlite3"})
-        with sqlite3.connect(self.workspace / "app.sqlite3") as db:
-            rows = db.execute("SELECT name, role, password FROM users").fetchall()
-        self.assertEqual([(name, role) for name, role, _hash in rows], [("ada", "admin")])
-        self.assertRegex(rows[0][2], r"^scrypt\$16384\$8\$1\$")
-        self.assertFalse((self.workspace / "users.yaml").exists())
-        ws = await self.connect(z)
-        await ws.send(json.dumps({"event": "login", "username": "ada", "password": "s3cret"}))
-        self.assertEqual((await self.recv(ws))["user"], "ada")
-        self.assertEqual(
-            _without_session_id(await self.recv(ws)), _info("ada", "admin", authenticated=True)
-        )
-
-
-class TestHttpSignIn(AuthCase):
-    async def post(self, z: zCLI, path: str, body: bytes, headers: dict | None = None):
-        import urllib.error
-        import urllib.request
-
-        def call():
-            request = urllib.request.Request(
-                f"{z.server.url}{path.lstrip('/')}", data=body, headers=headers or {}, method="POST"
-            )
-            try:
-                with urllib.request.urlopen(request, timeout=timeout(2)) as reply:
-                    return reply.status, json.loads(reply.read())
-            except urllib.error.HTTPError as error:
-                return error.code, json.loads(error.read())
-
-        return await asyncio.to_thread(call)
-
-    @requires_network
-    async def test_login_and_logout_over_http(self) -> None:
-        """POST /api/login returns a JWT the bridge accepts; /api/logout revokes it."""
-        z = await self.start_auth(http_server={"enabled": True, "port": 0})
-        z.server.start()
-        self.addCleanup(z.server.stop)
-        status, body = await self.post(
-            z, "/api/login", b'{"username": "ada", "password": "s3cret"}'
-        )
-        self.assertEqual((status, body["user"], body["role"]), (200, "ada", "admin"))
-        ws = await self.connect(z, path=f"/?token={body['token']}")
-        self.assertEqual((await self.recv(ws))["data"]["auth"]["user"], "ada")
-        self.assertEqual(
-            await self.post(z, "/api/logout", b"", {"Authorization": f"Bearer {body['token']}"}),
-            (200, {"message": "Signed out."}),
-        )
-        refused = await self.connect(z, path=f"/?token={body['token']}")
-        await self.assertClosed(refused, 1008, "The token has been revoked.")
-
-    @requires_network
-    async def test_bad_sign_in_requests(self) -> None:
-        """Wrong passwords and bad bodies get a JSON error with a code."""
-        z = await self.start_auth(http_server={"enabled": True, "port": 0})
-        z.server.start()
-        self.addCleanup(z.server.stop)
-        table = [
-            (
-                b'{"username": "ada", "password": "x"}',
-                401,
-                {"error": "Unknown user or wrong password.", "code": "unauthorized"},
-            ),
-            (b"not json", 400, {"error": "The body is not valid JSON.", "code": "invalid_json"}),
-            (b"[1]", 400, {"error": "The body must be a JSON object.", "code": "invalid_json"}),
-        ]
-        for body, status, reply in table:
-            with self.subTest(body=body):
-                self.assertEqual(await self.post(z, "/api/login", body), (status, reply))
-
-
 class TestOrigins(BridgeTestCase):
     async def handshake_status(self, z: zCLI, origin: str) -> int | None:
         try:
@@ -1031,83 +810,3 @@ class TestOrigins(BridgeTestCase):
                     self.assertEqual(await self.handshake_status(z, origin), 403)
         ws = await self.connect(z)  # a non-browser client sends no Origin
         self.assertEqual((await self.recv(ws))["event"], "connection_info")
-
-
-class TestzServerFiles(BridgeTestCase):
-    async def asyncSetUp(self) -> None:
-        await super().asyncSetUp()
-        self.write("site/index.html", "<h1>home</h1>")
-        self.write("site/app.js", "export const x = 1;")
-        self.write("site/empty/.keep", "")
-        self.write("secret.txt", "top secret")
-        (self.workspace / "site/link").symlink_to(self.workspace / "secret.txt")
-        self.z = self.make(http_server={"enabled": True, "port": 0, "serve_path": "site"})
-        self.z.server.start()
-        self.addCleanup(self.z.server.stop)
-
-    async def get(self, path: str) -> tuple[int, str, bytes]:
-        import http.client
-
-        def call():
-            connection = http.client.HTTPConnection(
-                "127.0.0.1", self.z.server.port, timeout=timeout(2)
-            )
-            connection.request("GET", path)  # sent as written: no client-side normalising
-            reply = connection.getresponse()
-            result = reply.status, reply.getheader("Content-Type") or "", reply.read()
-            connection.close()
-            return result
-
-        return await asyncio.to_thread(call)
-
-    @requires_network
-    async def test_files_and_types(self) -> None:
-        """Files are served with their content types; / serves index.html."""
-        self.assertEqual(await self.get("/"), (200, "text/html; charset=utf-8", b"<h1>home</h1>"))
-        self.assertEqual(
-            await self.get("/app.js"),
-            (200, "text/javascript; charset=utf-8", b"export const x = 1;"),
-        )
-        status, kind, body = await self.get("/zbifrost.js")
-        self.assertEqual((status, kind), (200, "text/javascript; charset=utf-8"))
-        self.assertIn(b"export function connect(url, options = {})", body)
-
-    @requires_network
-    async def test_traversal_and_listing_are_refused(self) -> None:
-        """.., encoded .., symlinks out of the root and folders all get 404."""
-        not_found = (
-            404,
-            "application/json; charset=utf-8",
-            b'{"error": "There is no such file.", "code": "not_found"}',
-        )
-        for path in (
-            "/../secret.txt",
-            "/%2e%2e/secret.txt",
-            "/%2E%2E%2Fsecret.txt",
-            "/empty/..%2f..%2fsecret.txt",
-            "/link",
-            "/empty/",
-            "/empty",
-            "/nope.html",
-            "/%00",
-            "/..\\secret.txt",
-        ):
-            with self.subTest(path=path):
-                self.assertEqual(await self.get(path), not_found)
-
-    @requires_network
-    async def test_health_and_config(self) -> None:
-        """/health and /api/config answer JSON."""
-        self.assertEqual(
-            await self.get("/health"),
-            (
-                200,
-                "application/json; charset=utf-8",
-                json.dumps({"status": "ok", "version": __version__}).encode(),
-            ),
-        )
-        status, _kind, body = await self.get("/api/config")
-        self.assertEqual(
-            (status, json.loads(body)),
-            (200, {"websocket": "ws://127.0.0.1:0", "require_auth": False}),
-        )

@@ -259,13 +259,13 @@ class TestCommandLine(WalkerCase):
             "--password-stdin",
             stdin="s3cret\n",
         )
-        users = self.workspace / "users.yaml"
+        users = self.workspace / ".zcli" / "users.yaml"
         self.assertEqual(
             (done.returncode, done.stdout, done.stderr),
             (0, f"User 'ada' (admin) saved in {users}.\n", ""),
         )
         self.assertNotIn("s3cret", users.read_text())
-        auth = zAuth(AuthConfig(), self.workspace)
+        auth = zAuth(AuthConfig(), self.workspace / ".zcli")
         self.addCleanup(auth.close)
         self.assertEqual(
             (auth.login("ada", "s3cret").user, auth.login("ada", "s3cret").role), ("ada", "admin")
