@@ -21,7 +21,7 @@ setup(
         "PyJWT>=2.8",
     ],
     extras_require={
-        "test": ["playwright>=1.40"],
+        "test": ["playwright>=1.40", "hypothesis>=6"],
         "dev": ["ruff>=0.6", "mypy>=1.10", "types-PyYAML"],
     },
     entry_points={"console_scripts": ["zcli = zCLI.cli:main"]},

@@ -31,7 +31,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def app_spark(app: str) -> dict[str, Any]:
-    """zSpark for an APP argument: a zUI file, or a folder holding one."""
+    """zSpark for an APP argument: a zUI file, or a folder holding one or none (an app of
+    plugin events only)."""
     path = Path(app).resolve()
     if path.is_file():
         return {"zWorkspace": str(path.parent), "zVaFile": str(path)}
@@ -40,14 +41,15 @@ def app_spark(app: str) -> dict[str, Any]:
     spark: dict[str, Any] = {"zWorkspace": str(path)}
     if load_config(spark).zVaFile is None:
         found = sorted(path.glob("zUI.*.yaml"))
-        if len(found) != 1:
+        if len(found) > 1:
             raise ConfigError(
                 [
                     f"APP: {app} holds {len(found)} zUI.*.yaml files; name one, "
                     "or set zVaFile in its zcli.yaml"
                 ]
             )
-        spark["zVaFile"] = str(found[0])
+        if found:
+            spark["zVaFile"] = str(found[0])
     return spark
 
 

@@ -95,9 +95,9 @@ class zCLI:
 
     def run(self, stdin: TextIO | None = None, stdout: TextIO | None = None) -> int:
         """Run the configured mode to the end and return the exit status."""
-        if self.config.zVaFile is None:
-            raise ConfigError(["zVaFile: a zUI file is needed to run"])
         if self.config.zMode == "Terminal":
+            if self.config.zVaFile is None:
+                raise ConfigError(["zVaFile: a zUI file is needed to walk in the terminal"])
             session = self.walker.start(self.config.zVaFile, self.config.zBlock)
             return self.walker.run_terminal(session, stdin or sys.stdin, stdout or sys.stdout)
         return asyncio.run(self.serve(TerminalRenderer(stdout or sys.stdout)))

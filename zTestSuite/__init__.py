@@ -1,6 +1,7 @@
 """zTestSuite: zCLI's integration test framework, and the runner of its suites."""
 
-from .harness import REPO_ROOT, UNIT, timeout, zTestCase
+from .browser import requires_browser
+from .harness import REPO_ROOT, UNIT, requires_source_tree, timeout, zTestCase
 from .metrics import Metric, record_metric
 from .network import network_unavailable, requires_network
 
@@ -10,7 +11,9 @@ __all__ = [
     "Metric",
     "network_unavailable",
     "record_metric",
+    "requires_browser",
     "requires_network",
+    "requires_source_tree",
     "timeout",
     "zTestCase",
 ]

@@ -160,6 +160,15 @@ class BridgeTestCase(unittest.IsolatedAsyncioTestCase):
         """Nothing is waiting for ``ws``: a ping now is answered by the very next frame."""
         self.assertEqual(await self.request(ws, {"event": "ping"}), {"event": "pong"})
 
+    async def assertDropped(self, reader: asyncio.StreamReader) -> None:
+        """The server closed this raw TCP connection (FIN, or RST when it aborted with
+        bytes of ours still unread) and sent nothing before."""
+        try:
+            data = await asyncio.wait_for(reader.read(), timeout(2))
+        except ConnectionResetError:
+            data = b""
+        self.assertEqual(data, b"")
+
     async def wait_until(self, condition: Any, units: float = 3) -> None:
         """Wait for ``condition()`` to be true, yielding to the loop between looks."""
         loop = asyncio.get_running_loop()
@@ -174,7 +183,9 @@ class AuthTestCase(BridgeTestCase):
     """A bridge that requires sign-in, with the user ada (password s3cret, admin)."""
 
     async def start_auth(self, **spark: Any) -> zCLI:
-        z = await self.start(websocket={"require_auth": True}, **spark)
+        """A bridge with require_auth on (other websocket keys may be given) and ada."""
+        websocket = {"require_auth": True, **spark.pop("websocket", {})}
+        z = await self.start(websocket=websocket, **spark)
         z.auth.add_user("ada", "s3cret", "admin")
         return z
 

@@ -17,10 +17,23 @@ import unittest
 from pathlib import Path
 from typing import Any
 
-__all__ = ["UNIT", "REPO_ROOT", "zTestCase", "timeout"]
+from .requirements import requirement
+
+__all__ = ["UNIT", "REPO_ROOT", "requires_source_tree", "zTestCase", "timeout"]
 
 UNIT = 2.0 * float(os.environ.get("ZTEST_TIMEOUT_FACTOR", "1"))
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _source_tree_missing() -> str | None:
+    for folder in ("demos", "zUI"):
+        if not (REPO_ROOT / folder).is_dir():
+            missing = REPO_ROOT / folder
+            return f"{missing} is missing: the demo apps ship with the source, not the wheel"
+    return None
+
+
+requires_source_tree = requirement(_source_tree_missing, "zCLI's source tree")
 
 
 def timeout(units: float = 1.0) -> float:

@@ -8,17 +8,14 @@ itself, send a byte and read it back) within a short timeout, once per process.
 from __future__ import annotations
 
 import functools
-import inspect
 import os
 import socket
-import unittest
-from collections.abc import Callable
-from typing import Any, TypeVar
+
+from .requirements import requirement
 
 __all__ = ["OFFLINE_ENV", "network_unavailable", "requires_network"]
 
 OFFLINE_ENV = "ZTEST_OFFLINE"
-T = TypeVar("T")
 
 
 @functools.cache
@@ -47,32 +44,7 @@ def network_unavailable() -> str | None:
     return _loopback_problem()
 
 
-def _skip_if_offline() -> None:
-    reason = network_unavailable()
-    if reason is not None:
-        raise unittest.SkipTest(f"requires network: {reason}")
-
-
-def requires_network(target: T) -> T:
-    """Skip a test (sync or ``async def``) or every test of a class without loopback."""
-    if isinstance(target, type):
-        for name, member in list(vars(target).items()):
-            if name.startswith("test") and callable(member):
-                setattr(target, name, requires_network(member))
-        return target
-    func: Callable[..., Any] = target  # type: ignore[assignment]
-    if inspect.iscoroutinefunction(func):
-
-        @functools.wraps(func)
-        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-            _skip_if_offline()
-            return await func(*args, **kwargs)
-
-        return async_wrapper  # type: ignore[return-value]
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        _skip_if_offline()
-        return func(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
+requires_network = requirement(network_unavailable, "network")
+requires_network.__doc__ = (
+    "Skip a test (sync or ``async def``) or every test of a class without loopback."
+)

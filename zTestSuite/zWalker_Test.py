@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from zCLI import __version__
-from zTestSuite import REPO_ROOT, zTestCase
+from zTestSuite import REPO_ROOT, requires_source_tree, zTestCase
 
 MENU = """
 Main:
@@ -205,6 +205,7 @@ class TestCommandLine(WalkerCase):
             "== Settings ==\n  1) Theme\n  2) stop\n> \n",
         )
 
+    @requires_source_tree
     def test_level1_demo_piped(self) -> None:
         """The README's printf pipe walks the Level 1 demo."""
         done = self.zcli(
@@ -216,6 +217,7 @@ class TestCommandLine(WalkerCase):
         self.assertIn("> 1\nPong!\n", done.stdout)
         self.assertIn('> 2\nSay something: hello\n{\n  "echo": "hello"\n}\n', done.stdout)
 
+    @requires_source_tree
     def test_demo_zui(self) -> None:
         """zUI/zUI.demo.yaml walks to the end of input."""
         done = self.zcli("run", str(REPO_ROOT / "zUI/zUI.demo.yaml"), stdin="1\n3\n2\n1\n")

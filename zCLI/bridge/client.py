@@ -2,9 +2,11 @@
 
 Everything sent to a client goes through ``send``, which never waits. When nothing is
 queued and the socket's write buffer is small, the frame is written at once; otherwise
-it joins a bounded queue that one writer task drains, waiting for the socket. A client
-that reads too slowly fills its queue and is closed (1008) with a log line, so it never
-stalls the others.
+it joins a queue that one writer task drains, waiting for the socket. The queue is
+bounded in frames (``queue_size``) and in bytes (``queue_bytes``; frames are ASCII JSON,
+so characters are bytes). A client that reads too slowly overflows it and is closed
+(1008) with a log line, so it never stalls the others and never holds more than about
+``queue_bytes`` plus the socket's buffers.
 """
 
 from __future__ import annotations
@@ -35,10 +37,11 @@ class Client:
     def __init__(
         self,
         ws: ServerConnection,
-        session: Session,
+        session: Session | None,
         identity: Identity,
         queue_size: int,
         bucket: TokenBucket,
+        queue_bytes: int = 4_194_304,
     ) -> None:
         self.ws = ws
         self.session = session
@@ -51,6 +54,8 @@ class Client:
         self.overflowed = False
         self.gone = asyncio.Event()  # set when the connection task has finished
         self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize=queue_size)
+        self._queue_bytes = queue_bytes
+        self.queued_bytes = 0
         self._writer: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
         self._sequence = itertools.count()
@@ -64,7 +69,20 @@ class Client:
         return f"input-{next(self._input_ids)}"
 
     def send(self, payload: dict[str, Any]) -> None:
-        self.send_text(json.dumps(payload))
+        """Send one JSON message. A payload that is not strict JSON (a plugin returned a
+        set, NaN, ...) is our bug: logged, and the client gets an ``internal`` error."""
+        try:
+            text = json.dumps(payload, allow_nan=False)
+        except (TypeError, ValueError):
+            log.exception("a reply to client %s could not be encoded as JSON", self.id)
+            text = json.dumps(
+                {
+                    "error": "The reply could not be encoded as JSON.",
+                    "code": "internal",
+                    "_requestId": payload.get("_requestId"),
+                }
+            )
+        self.send_text(text)
 
     def send_text(self, text: str) -> None:
         if self.overflowed:
@@ -72,29 +90,35 @@ class Client:
         if self._writer is None and self.ws.transport.get_write_buffer_size() <= WRITE_BUFFER_LIMIT:
             broadcast([self.ws], text)  # writes now, in order: nothing is queued
             return
-        try:
-            self._queue.put_nowait(text)
-        except asyncio.QueueFull:
+        if self._queue.full() or self.queued_bytes + len(text) > self._queue_bytes:
             self._overflow()
             return
+        self._queue.put_nowait(text)
+        self.queued_bytes += len(text)
         if self._writer is None:
             self._writer = asyncio.get_running_loop().create_task(self._write_queued())
 
     def _overflow(self) -> None:
         self.overflowed = True
         log.warning(
-            "closing client %s (%s): %d frames queued, limit reached",
+            "closing client %s (%s): %d frames (%d bytes) queued, limit reached",
             self.id,
             self.identity.user,
             self._queue.qsize(),
+            self.queued_bytes,
         )
-        self._closer = asyncio.get_running_loop().create_task(self._drop())
+        self.close_soon(1008, OVERFLOW_REASON)
 
-    async def _drop(self) -> None:
-        """Close with 1008; a peer that reads nothing never takes the close frame, so
-        give up on the handshake after a moment and cut the connection."""
+    def close_soon(self, code: int, reason: str) -> None:
+        """Start closing without waiting here (once; later calls change nothing)."""
+        if self._closer is None:
+            self._closer = asyncio.get_running_loop().create_task(self._drop(code, reason))
+
+    async def _drop(self, code: int, reason: str) -> None:
+        """Close; a peer that reads nothing never takes the close frame, so give up on
+        the closing handshake after a moment and cut the connection."""
         try:
-            await asyncio.wait_for(self.ws.close(1008, OVERFLOW_REASON), DROP_TIMEOUT)
+            await asyncio.wait_for(self.ws.close(code, reason), DROP_TIMEOUT)
         except TimeoutError:
             self.ws.transport.abort()
 
@@ -103,6 +127,7 @@ class Client:
         try:
             while not self._queue.empty():
                 text = self._queue.get_nowait()
+                self.queued_bytes -= len(text)
                 try:
                     await self.ws.send(text)
                 finally:

@@ -46,6 +46,7 @@ async def drive(
         payload = {**event.to_json(), "_requestId": rid}
         loop.call_soon_threadsafe(client.send, payload)
 
+    assert client.session is not None  # the bridge dispatches only for a zUI app
     context = FuncContext(Display(sink), client.session, zcli)
     reply: Any = None
     error: BaseException | None = None

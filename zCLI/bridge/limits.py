@@ -1,8 +1,10 @@
-"""Per-connection rate limiting as a pure token bucket (the caller passes the clock)."""
+"""Rate limits as pure classes: the caller passes the clock, nothing here sleeps."""
 
 from __future__ import annotations
 
-__all__ = ["TokenBucket"]
+import math
+
+__all__ = ["LogThrottle", "TokenBucket"]
 
 
 class TokenBucket:
@@ -21,3 +23,24 @@ class TokenBucket:
             self.tokens -= 1.0
             return True
         return False
+
+
+class LogThrottle:
+    """Counts events and says when to log them: at most once per ``interval`` seconds.
+
+    ``hit(now)`` returns how many events the log line should report (this one and those
+    kept quiet since the last line), or 0 when this one should not be logged. A flood of
+    refused connections then costs one log line a second, not one each.
+    """
+
+    def __init__(self, interval: float = 1.0) -> None:
+        self.interval = interval
+        self.last = -math.inf
+        self.count = 0
+
+    def hit(self, now: float) -> int:
+        self.count += 1
+        if now - self.last < self.interval:
+            return 0
+        count, self.count, self.last = self.count, 0, now
+        return count

@@ -3,11 +3,18 @@
 Nothing here touches a socket. ``parse`` turns one frame into a request or raises
 ``ProtocolError`` with the machine code the sender gets back; the reply helpers build
 the exact shapes documented in docs/protocol.md.
+
+Everything a reply may echo is bounded here, at the edge: ``_requestId`` is a string of
+at most ``max_request_id`` characters, a finite number or null, and each text field has
+its own length limit, so a reply never grows with a hostile request. JSON that strict
+JSON does not allow (NaN, Infinity, numbers that overflow to them) and nesting deeper
+than the decoder can follow are refused as ``invalid_json``.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,10 +28,23 @@ __all__ = [
     "LoginRequest",
     "ProtocolError",
     "Request",
+    "decode",
     "error_reply",
     "parse",
     "result_reply",
+    "shown",
 ]
+
+MAX_SAFE_INTEGER = 2**53 - 1  # the largest integer every JSON client reads exactly
+# Longest accepted value of each text field, in characters.
+FIELD_LIMITS = {
+    "event": 128,
+    "zKey": 256,
+    "requestId": 64,
+    "token": 8192,
+    "username": 256,
+    "password": 1024,
+}
 
 
 class ProtocolError(RequestError):
@@ -68,32 +88,90 @@ class EventRequest(Request):
     """A plain event (ping, connection_info, menu, logout, or a plugin's)."""
 
 
+def shown(text: str, limit: int = 64) -> str:
+    """``text`` quoted for an error message, cut to ``limit`` characters."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
 def _text_field(raw: dict[str, Any], name: str, event: str) -> str:
     if name not in raw:
         raise ProtocolError(f"The {event} event needs a {name!r} field.", "missing_field")
     value = raw[name]
     if not isinstance(value, str):
         raise ProtocolError(f"The {name!r} field of {event} must be a string.", "invalid_message")
+    limit = FIELD_LIMITS[name]
+    if len(value) > limit:
+        raise ProtocolError(
+            f"The {name!r} field of {event} is longer than {limit} characters.",
+            "invalid_message",
+        )
     return value
 
 
-def parse(frame: str | bytes) -> Request:
+def _refuse_constant(name: str) -> Any:
+    raise ProtocolError(f"The message holds {name}, which JSON does not allow.", "invalid_json")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ProtocolError(
+            f"The number {shown(text, 32)} is too large for a JSON number.", "invalid_json"
+        )
+    return value
+
+
+def _check_request_id(value: Any, max_length: int) -> None:
+    if value is None:
+        return
+    if isinstance(value, str):
+        if len(value) > max_length:
+            raise ProtocolError(
+                f"The '_requestId' is longer than {max_length} characters.", "invalid_message"
+            )
+        return
+    if isinstance(value, float) or (
+        isinstance(value, int) and not isinstance(value, bool) and abs(value) <= MAX_SAFE_INTEGER
+    ):
+        return  # floats are finite: the decoder refused the rest
+    raise ProtocolError(
+        "The '_requestId' must be a string, a number up to 2**53-1 in size, or null.",
+        "invalid_message",
+    )
+
+
+def decode(frame: str | bytes) -> Any:
+    """Strict JSON: no NaN or Infinity, no overflowing numbers, bounded nesting."""
+    try:
+        return json.loads(frame, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise ProtocolError("The message is nested too deeply.", "invalid_json") from None
+    except ProtocolError:
+        raise
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError, too many digits
+        raise ProtocolError("The message is not valid JSON.", "invalid_json") from None
+
+
+def parse(frame: str | bytes, max_request_id: int = 128) -> Request:
     """One frame -> one request. Raises ProtocolError naming what is wrong."""
     if isinstance(frame, bytes):
         raise ProtocolError("Binary frames are not accepted; send JSON text.", "invalid_message")
-    try:
-        raw = json.loads(frame)
-    except ValueError:
-        raise ProtocolError("The message is not valid JSON.", "invalid_json") from None
+    raw = decode(frame)
     if not isinstance(raw, dict):
         raise ProtocolError("The message must be a JSON object.", "invalid_message")
     has_id = "_requestId" in raw
     request_id = raw.get("_requestId")
+    _check_request_id(request_id, max_request_id)
     if "event" not in raw:
         raise ProtocolError("The message needs an 'event' field.", "missing_field")
     event = raw["event"]
     if not isinstance(event, str):
         raise ProtocolError("The 'event' field must be a string.", "invalid_message")
+    if len(event) > FIELD_LIMITS["event"]:
+        raise ProtocolError(
+            f"The 'event' field is longer than {FIELD_LIMITS['event']} characters.",
+            "invalid_message",
+        )
     common: dict[str, Any] = {
         "event": event,
         "request_id": request_id,

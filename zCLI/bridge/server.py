@@ -4,6 +4,12 @@ The connection task (``_serve_connection``) is the one place that catches except
 for a connection: a request error becomes an error reply to the sender, anything else
 is our bug, logged with its traceback and closed with 1011. Requests are routed
 through one table, ``self._handlers``; plugin events extend it when the bridge starts.
+
+Every socket is tracked from its first byte (``_sockets``), so a stop can cut
+half-open handshakes too; ``max_connections`` counts every connection admitted by the
+handshake, including those still signing in, and a stop closes them all at once under
+one deadline (``shutdown_timeout``). Without a zUI file the bridge still serves its
+built-in and plugin events; ``dispatch`` and ``menu`` then answer ``no_zui``.
 """
 
 from __future__ import annotations
@@ -26,12 +32,14 @@ from websockets.http11 import Response
 
 from ..auth import ANONYMOUS, AuthError, Identity
 from ..dispatch import Effect, Outcome, Steps
-from ..exceptions import RequestError, zCLIError
+from ..exceptions import RequestError, StorageError, zCLIError
 from ..plugins import RESERVED_EVENTS
+from ..session import Session
 from ..version import __version__
 from .client import Client
 from .driver import drive, run_until_wait
-from .limits import TokenBucket
+from .limits import LogThrottle, TokenBucket
+from .origins import OriginPolicy
 from .protocol import (
     AuthRequest,
     DispatchRequest,
@@ -42,6 +50,7 @@ from .protocol import (
     error_reply,
     parse,
     result_reply,
+    shown,
 )
 
 if TYPE_CHECKING:
@@ -51,7 +60,23 @@ if TYPE_CHECKING:
 __all__ = ["EventContext", "PortInUseError", "zBifrost"]
 
 log = logging.getLogger("zCLI.zBifrost")
-AUTH_TIMEOUT = 10.0
+SERVER_HEADER = f"zBifrost/{__version__}"
+NO_ZUI = "This server has no zUI file; only its events are served."
+
+
+class _TrackedConnection(ServerConnection):
+    """A connection that adds itself to ``tracked`` from its first byte to its last,
+    so the bridge can cut handshakes that never finish."""
+
+    tracked: set[ServerConnection]
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.tracked.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.tracked.discard(self)
+        super().connection_lost(exc)
 
 
 class PortInUseError(zCLIError):
@@ -82,6 +107,13 @@ class zBifrost:
         self.walker: zWalker = zcli.walker
         self._server: Server | None = None
         self._stopped = asyncio.Event()
+        self._sockets: set[ServerConnection] = set()  # every open TCP connection
+        self._admitted: set[ServerConnection] = set()  # handshake done, handler running
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._subscribed: object = None  # the zAuth whose revocations close connections
+        self._refusals = LogThrottle()
+        hosts = (self.config.host, zcli.config.http_server.host)
+        self._origins = OriginPolicy(self.config.allowed_origins, hosts)
         self._handlers: dict[str, Handler] = {
             "dispatch": self._on_dispatch,
             "menu": self._on_menu,
@@ -122,17 +154,27 @@ class zBifrost:
             raise RuntimeError("zBifrost is already running")
         if walker is not None:
             self.walker = walker
-        if self.zcli.config.zVaFile is None:
-            raise RequestError("zBifrost needs a zVaFile to serve.", "missing_field")
+        auth = self.zcli.auth  # built now: an unusable state folder stops start-up here
+        if self._subscribed is not auth:
+            auth.on_revoke(self._token_revoked)
+            self._subscribed = auth
         for event, (_plugin, handler) in self.zcli.plugins.events.items():
             self._handlers[event] = self._plugin_handler(handler)
         self._stopped.clear()
+        self._loop = asyncio.get_running_loop()
+        connection_class: type[ServerConnection] = type(
+            "Connection", (_TrackedConnection,), {"tracked": self._sockets}
+        )
         try:
             self._server = await serve(
                 self._serve_connection,
                 self.config.host,
                 self.config.port,
+                create_connection=connection_class,
                 process_request=self._check_request,
+                process_response=self._admit,
+                server_header=SERVER_HEADER,
+                open_timeout=self.config.handshake_timeout,
                 max_size=2 * self.config.max_size,  # our own check answers up to here
                 ping_interval=self.config.ping_interval,
                 ping_timeout=self.config.ping_timeout,
@@ -145,22 +187,29 @@ class zBifrost:
         log.info("zBifrost listening on %s", self.url)
 
     async def stop(self, message: str = "The server is shutting down.") -> None:
-        """Tell every client, let their queues drain, then close them with 1001."""
+        """Tell every client, let their queues drain, close every connection with 1001
+        at once, and cut whatever is still open when ``shutdown_timeout`` runs out."""
         server, self._server = self._server, None
         if server is None:
             return
         server.close(close_connections=False)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.shutdown_timeout
         shutdown = json.dumps({"event": "server_shutdown", "message": message})
-        for client in list(self.clients):
+        clients = list(self.clients)
+        for client in clients:
             client.send_text(shutdown)
-        drains = [client.wait_sent() for client in list(self.clients)]
-        if drains:
-            await asyncio.wait(
-                [asyncio.ensure_future(d) for d in drains], timeout=self.config.ping_timeout
-            )
-        for client in list(self.clients):
-            await client.ws.close(1001, "Server shutdown.")
-        await server.wait_closed()
+        await _all_within([client.wait_sent() for client in clients], deadline - loop.time())
+        closing = [ws.close(1001, "Server shutdown.") for ws in list(self._admitted)]
+        await _all_within(closing, deadline - loop.time())
+        for ws in list(self._sockets):  # silent peers, handshakes that never finished
+            ws.transport.abort()
+        try:
+            await asyncio.wait_for(server.wait_closed(), max(deadline - loop.time(), 1.0))
+        except TimeoutError:  # a handler still waits on a plugin: stop waiting for it
+            for task in list(server.handler_tasks):
+                task.cancel()
+            await server.wait_closed()
         self._stopped.set()
         log.info("zBifrost stopped")
 
@@ -185,55 +234,81 @@ class zBifrost:
 
     # --- the handshake ------------------------------------------------------------
 
+    def _refuse(self, ws: ServerConnection, status: HTTPStatus, text: str, why: str) -> Response:
+        count = self._refusals.hit(time.monotonic())
+        if count:
+            log.warning("refused a handshake: %s (%d since the last such line)", why, count)
+        response = ws.respond(status, text)
+        response.headers["Server"] = SERVER_HEADER
+        return response
+
     def _check_request(self, ws: ServerConnection, request: HttpRequest) -> Response | None:
-        origin = request.headers.get("Origin")
-        if origin is not None and not self._origin_allowed(origin, request):
-            log.warning("refused origin %s", origin)
-            return ws.respond(HTTPStatus.FORBIDDEN, "Origin not allowed.\n")
-        if len(self.clients) >= self.config.max_connections:
-            log.warning("refused a connection: %d clients, the limit", len(self.clients))
-            return ws.respond(HTTPStatus.SERVICE_UNAVAILABLE, "Too many connections.\n")
+        origins = request.headers.get_all("Origin")
+        if len(origins) > 1:
+            return self._refuse(
+                ws, HTTPStatus.FORBIDDEN, "Only one Origin header is allowed.\n", "two Origins"
+            )
+        if origins and not self._origins.allows(origins[0]):
+            return self._refuse(
+                ws, HTTPStatus.FORBIDDEN, "Origin not allowed.\n", f"origin {origins[0]!r}"
+            )
+        if len(self._admitted) >= self.config.max_connections:
+            return self._too_many(ws)
         return None
 
-    def _origin_allowed(self, origin: str, request: HttpRequest) -> bool:
-        if self.config.allowed_origins:
-            return origin in self.config.allowed_origins
-        # Same host: the page's host name is the one this socket was reached by, on
-        # any port (zServer serves pages from its own port).
-        host = urlsplit(f"//{request.headers.get('Host', '')}").hostname
-        parts = urlsplit(origin)
-        return parts.scheme in ("http", "https") and host is not None and parts.hostname == host
+    def _admit(
+        self, ws: ServerConnection, request: HttpRequest, response: Response
+    ) -> Response | None:
+        """The last word before the 101 goes out: count the connection (nothing yields
+        between this check and the send, so a burst cannot pass the limit together)."""
+        if response.status_code != HTTPStatus.SWITCHING_PROTOCOLS:
+            return None
+        if len(self._admitted) >= self.config.max_connections:
+            return self._too_many(ws)
+        self._admitted.add(ws)
+        return None
+
+    def _too_many(self, ws: ServerConnection) -> Response:
+        why = f"{len(self._admitted)} connections, the limit"
+        return self._refuse(ws, HTTPStatus.SERVICE_UNAVAILABLE, "Too many connections.\n", why)
 
     async def _authenticate(self, ws: ServerConnection) -> Identity | None:
-        """The connection's identity, or None after closing it with 1008."""
+        """The connection's identity, or None after refusing it: an error reply with
+        the machine code, then close 1008 (1013 when storage is failing)."""
         assert ws.request is not None
         query = parse_qs(urlsplit(ws.request.path).query, keep_blank_values=True)
         token = query.get("token", [None])[0]
-        header = ws.request.headers.get("Authorization", "")
-        if token is None and header.startswith("Bearer "):
-            token = header[len("Bearer ") :].strip()
-        if token is None and not self.config.require_auth:
-            return ANONYMOUS
+        headers = ws.request.headers.get_all("Authorization")
+        if token is None and headers and headers[0].startswith("Bearer "):
+            token = headers[0][len("Bearer ") :].strip()
         try:
+            if len(headers) > 1:
+                raise AuthError("Only one Authorization header is allowed.")
+            if token is None and not self.config.require_auth:
+                return ANONYMOUS
             if token is not None:
                 return self.zcli.auth.verify(token)
             return await self._sign_in_by_first_message(ws)
-        except AuthError as exc:
-            await ws.close(1008, exc.message)
+        except RequestError as exc:
+            await ws.send(json.dumps(error_reply(None, exc.code, exc.message)))
+            await ws.close(1013 if isinstance(exc, StorageError) else 1008, exc.message)
             return None
 
     async def _sign_in_by_first_message(self, ws: ServerConnection) -> Identity:
         """An ``auth`` or ``login`` message must come first; AuthError otherwise."""
         required = AuthError("Authentication required: send a token or log in first.")
         try:
-            request = parse(await asyncio.wait_for(ws.recv(), AUTH_TIMEOUT))
+            frame = await asyncio.wait_for(ws.recv(), self.config.auth_timeout)
+            request = parse(frame, self.config.max_request_id)
         except (TimeoutError, ProtocolError):
             raise required from None
         if isinstance(request, AuthRequest):
             return self.zcli.auth.verify(request.token)
         if not isinstance(request, LoginRequest):
             raise required
-        identity = self.zcli.auth.login(request.username, request.password)
+        identity = await self.zcli.auth.login_async(
+            request.username, request.password, _address(ws)
+        )
         login = {
             "event": "login",
             "token": identity.token,
@@ -251,12 +326,13 @@ class zBifrost:
             identity = await self._authenticate(ws)
             if identity is None:
                 return
-            session = self.walker.start(
-                self.zcli.config.zVaFile or "",  # checked in start
-                self.zcli.config.zBlock,
-            )
+            session: Session | None = None
+            if self.zcli.config.zVaFile is not None:
+                session = self.walker.start(self.zcli.config.zVaFile, self.zcli.config.zBlock)
             bucket = TokenBucket(self.config.rate_limit, self.config.rate_burst, time.monotonic())
-            client = Client(ws, session, identity, self.config.queue_size, bucket)
+            client = Client(
+                ws, session, identity, self.config.queue_size, bucket, self.config.queue_bytes
+            )
             self.clients.add(client)
             client.send(self._connection_info(client))
             async with asyncio.TaskGroup() as tasks:
@@ -268,6 +344,7 @@ class zBifrost:
             log.exception("internal error on a connection; closing it with 1011")
             await ws.close(1011, "Internal server error.")
         finally:
+            self._admitted.discard(ws)
             if client is not None:
                 client.finish()
                 self.clients.discard(client)
@@ -279,21 +356,24 @@ class zBifrost:
             return
 
     async def _read_frames(self, client: Client, tasks: asyncio.TaskGroup) -> None:
+        max_size = self.config.max_size
         async for frame in client.ws:
-            if len(frame) > self.config.max_size:
+            size = len(frame)
+            if isinstance(frame, str) and 4 * size > max_size:
+                size = len(frame.encode())  # a character is 1 to 4 bytes of UTF-8
+            if size > max_size:
                 client.send(
                     error_reply(
                         client.request_id(False, None),
                         "too_large",
-                        f"The message of {len(frame)} bytes exceeds the "
-                        f"{self.config.max_size}-byte limit.",
+                        f"The message of {size} bytes exceeds the {max_size}-byte limit.",
                     )
                 )
                 await client.wait_sent()
                 await client.ws.close(1009, "Message too large.")
                 return
             try:
-                request = parse(frame)
+                request = parse(frame, self.config.max_request_id)
             except ProtocolError as exc:
                 client.send(error_reply(client.request_id(False, None), exc.code, exc.message))
                 continue
@@ -309,11 +389,8 @@ class zBifrost:
                 continue
             handler = self._handlers.get(request.event)
             if handler is None:
-                client.send(
-                    error_reply(
-                        request_id, "unknown_event", f"There is no event named {request.event!r}."
-                    )
-                )
+                unknown = f"There is no event named {shown(request.event)}."
+                client.send(error_reply(request_id, "unknown_event", unknown))
                 continue
             if request.event == "dispatch":
                 self._start_dispatch(client, request, request_id, tasks)
@@ -339,6 +416,7 @@ class zBifrost:
     # --- built-in events --------------------------------------------------------------
 
     def _connection_info(self, client: Client) -> dict[str, Any]:
+        location = client.session.location if client.session is not None else None
         return {
             "event": "connection_info",
             "data": {
@@ -347,8 +425,8 @@ class zBifrost:
                 "auth": client.identity.to_json(),
                 "session": {
                     "id": client.id,
-                    "block": client.session.location.block,
-                    "zVaFile": client.session.location.file.name,
+                    "block": location.block if location else None,
+                    "zVaFile": location.file.name if location else None,
                 },
             },
         }
@@ -364,11 +442,11 @@ class zBifrost:
         client.send(self._with_id({"event": "pong"}, request, rid))
 
     async def _on_menu(self, client: Client, request: Request, rid: Any) -> None:
-        view = self.walker.dispatcher.menu(client.session)
+        session = _session(client)
+        view = self.walker.dispatcher.menu(session)
         client.send(
             result_reply(
-                rid,
-                {"block": client.session.location.block, "menu": view.to_json() if view else None},
+                rid, {"block": session.location.block, "menu": view.to_json() if view else None}
             )
         )
 
@@ -378,6 +456,9 @@ class zBifrost:
         """Run a dispatch right here up to its first effect that must wait (a prompt or
         a plugin call); a task finishes it. Most keys never wait, so need no task."""
         assert isinstance(request, DispatchRequest)
+        if client.session is None:
+            client.send(error_reply(rid, "no_zui", NO_ZUI))
+            return
         if client.dispatching:  # an earlier dispatch still runs: keep the order
             client.dispatching += 1
             tasks.create_task(self._guarded(self._on_dispatch, client, request, rid))
@@ -408,7 +489,7 @@ class zBifrost:
         try:
             async with client.lock:
                 if steps is None:  # its turn has come: start it on the session as it is now
-                    steps = self.walker.dispatcher.dispatch(client.session, request.zKey)
+                    steps = self.walker.dispatcher.dispatch(_session(client), request.zKey)
                 outcome = await drive(steps, client, rid, self.zcli, waiting)
         finally:
             client.dispatching -= 1
@@ -425,7 +506,9 @@ class zBifrost:
 
     async def _on_login(self, client: Client, request: Request, rid: Any) -> None:
         assert isinstance(request, LoginRequest)
-        client.identity = self.zcli.auth.login(request.username, request.password)
+        client.identity = await self.zcli.auth.login_async(
+            request.username, request.password, _address(client.ws)
+        )
         client.send(
             result_reply(
                 rid,
@@ -471,6 +554,19 @@ class zBifrost:
 
         return run
 
+    # --- revocations ------------------------------------------------------------------
+
+    def _token_revoked(self, jti: str) -> None:
+        """zAuth's listener, called in whichever thread revoked (zServer's or ours)."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._close_token, jti)
+
+    def _close_token(self, jti: str) -> None:
+        for client in list(self.clients):
+            if client.identity.jti == jti:
+                client.close_soon(1008, "The token has been revoked.")
+
     # --- for plugins ----------------------------------------------------------------
 
     def broadcast(
@@ -489,3 +585,26 @@ class zBifrost:
             client.send_text(text)
             count += 1
         return count
+
+
+def _session(client: Client) -> Session:
+    if client.session is None:
+        raise RequestError(NO_ZUI, "no_zui")
+    return client.session
+
+
+def _address(ws: ServerConnection) -> str | None:
+    """The peer's IP address (the sign-in throttle counts failures per address)."""
+    peer = ws.remote_address
+    return str(peer[0]) if peer else None
+
+
+async def _all_within(waits: list[Any], seconds: float) -> None:
+    """Run ``waits`` concurrently; cancel (and reap) those still running after ``seconds``."""
+    tasks = [asyncio.ensure_future(wait) for wait in waits]
+    if not tasks:
+        return
+    _done, pending = await asyncio.wait(tasks, timeout=max(seconds, 0.0))
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
