@@ -10,7 +10,7 @@ import sys
 import unittest
 import xml.etree.ElementTree as ET
 
-from zTestSuite import requires_network, timeout, zTestCase
+from zTestSuite import requires_browser, requires_network, timeout, zTestCase
 from zTestSuite.network import network_unavailable
 
 SAMPLE_SUITE = """
@@ -69,9 +69,25 @@ class Network(unittest.IsolatedAsyncioTestCase):
             writer.close()
 """
 
+BROWSER_SUITE = """
+import unittest
+
+from zTestSuite import requires_browser
+
+
+@requires_browser
+class Page(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.launched = True  # a real suite starts Chromium here
+
+    def test_page(self):
+        self.assertTrue(self.launched)
+"""
+
 PLUGIN = """
 from zCLI import Plugin
-PLUGIN = Plugin("sample", suites=["sample_Test", "broken_Test", "net_Test"])
+PLUGIN = Plugin("sample", suites=["sample_Test", "broken_Test", "net_Test", "page_Test"])
 """
 
 NET_SUITE = (
@@ -87,6 +103,7 @@ class RunnerCase(zTestCase):
         self.write("sample_Test.py", SAMPLE_SUITE)
         self.write("net_Test.py", NET_SUITE)
         self.write("broken_Test.py", "import not_a_module_zz\n")
+        self.write("page_Test.py", BROWSER_SUITE)
         self.plugin = self.write("sample_plugin.py", PLUGIN)
 
     def runner(
@@ -190,6 +207,38 @@ class TestRunner(RunnerCase):
             done.stdout,
         )
         self.assertEqual(done.stdout.splitlines()[-1], "0 passed, 0 failed, 2 skipped")
+
+
+class TestRequiresBrowser(RunnerCase):
+    def test_missing_browser_skips_with_the_reason(self) -> None:
+        """Without Chromium a browser suite skips, before its setUpClass, saying why."""
+        done = self.runner("--suite", "page", "-v", env={"ZTEST_CHROMIUM": "/no/chromium"})
+        self.assertEqual(done.returncode, 0, done.stdout)
+        self.assertIn(
+            "skipped 'requires a browser: no Chromium at /no/chromium (apt-get install "
+            "chromium, or set ZTEST_CHROMIUM)'",
+            done.stdout,
+        )
+        self.assertEqual(done.stdout.splitlines()[-1], "0 passed, 0 failed, 1 skipped")
+
+    def test_strict_turns_the_skip_into_a_failure(self) -> None:
+        """With ZTEST_STRICT=1 (as CI runs) a missing browser fails the run."""
+        done = self.runner(
+            "--suite", "page", env={"ZTEST_CHROMIUM": "/no/chromium", "ZTEST_STRICT": "1"}
+        )
+        self.assertEqual(done.returncode, 1, done.stdout)
+        self.assertIn(
+            "AssertionError: requires a browser: no Chromium at /no/chromium (apt-get "
+            "install chromium, or set ZTEST_CHROMIUM) (ZTEST_STRICT=1 forbids skipping)",
+            done.stdout,
+        )
+        self.assertEqual(done.stdout.splitlines()[-1], "0 passed, 1 failed, 0 skipped")
+
+    @requires_browser
+    def test_present_browser_runs(self) -> None:
+        """With Chromium present the suite runs."""
+        done = self.runner("--suite", "page", env={"ZTEST_STRICT": "1"})
+        self.assertEqual(done.stdout.splitlines()[-1], "1 passed, 0 failed, 0 skipped")
 
 
 class TestRequiresNetwork(unittest.IsolatedAsyncioTestCase):
