@@ -78,6 +78,15 @@ def _user_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _user_remove(args: argparse.Namespace) -> int:
+    z = zCLI({"zWorkspace": args.workspace})
+    if not z.auth.remove_user(args.username):
+        sys.stderr.write(f"zcli: error: there is no user {args.username!r}.\n")
+        return 1
+    sys.stdout.write(f"User {args.username!r} removed; their tokens are refused from now on.\n")
+    return 0
+
+
 def build_parser(registry: Registry) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="zcli", description="Run apps declared in zUI YAML files."
@@ -123,6 +132,10 @@ def build_parser(registry: Registry) -> argparse.ArgumentParser:
         help="read the password from the first line of stdin",
     )
     add.set_defaults(handler=_user_add)
+    remove = user_commands.add_parser("remove", help="delete a user (their tokens stop working)")
+    remove.add_argument("username")
+    remove.add_argument("--workspace", default=".", help="the app folder (default .)")
+    remove.set_defaults(handler=_user_remove)
 
     for name, (_plugin, command) in sorted(registry.commands.items()):
         sub = commands.add_parser(name, help=command.help)

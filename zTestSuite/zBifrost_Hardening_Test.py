@@ -350,6 +350,35 @@ class TestTokensOnTheSocket(AuthTestCase):
         await self.assertQuiet(spared)
 
     @requires_network
+    async def test_failed_sign_ins_are_throttled_on_the_socket(self) -> None:
+        """Past max_failed_logins, login answers rate_limited, even with the right password,
+        and sign-in by first message is refused the same way."""
+        z = await self.start_auth(auth={"max_failed_logins": 2})
+        ws = await self.client(z, path=f"/?token={z.auth.login('ada', 's3cret').token}")
+        wrong = {"event": "login", "username": "ada", "password": "nope"}
+        for number in range(2):
+            self.assertEqual(
+                await self.request(ws, wrong),
+                {
+                    "error": "Unknown user or wrong password.",
+                    "code": "unauthorized",
+                    "_requestId": number,
+                },
+            )
+        right = {"event": "login", "username": "ada", "password": "s3cret"}
+        reply = await self.request(ws, right)
+        self.assertEqual((reply["code"], reply["_requestId"]), ("rate_limited", 2))
+        self.assertRegex(
+            reply["error"],
+            r"^Too many failed sign-ins for this account; try again in \d+ seconds\.$",
+        )
+        first = await self.connect(z)
+        await first.send(json.dumps(right))
+        refused = await self.recv(first)
+        self.assertEqual((refused["code"], refused["_requestId"]), ("rate_limited", None))
+        await self.assertClosed(first, 1008, refused["error"])
+
+    @requires_network
     async def test_lone_surrogate_token_is_malformed(self) -> None:
         """A token holding a lone surrogate is a malformed token (1008), not a 1011."""
         z = await self.start_auth()

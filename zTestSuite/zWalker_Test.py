@@ -273,6 +273,21 @@ class TestCommandLine(WalkerCase):
             (auth.login("ada", "s3cret").user, auth.login("ada", "s3cret").role), ("ada", "admin")
         )
 
+    def test_user_remove(self) -> None:
+        """zcli user remove deletes a user; removing an unknown one exits 1 saying so."""
+        ws = str(self.workspace)
+        self.zcli("user", "add", "ada", "--workspace", ws, "--password-stdin", stdin="pw\n")
+        done = self.zcli("user", "remove", "ada", "--workspace", ws)
+        self.assertEqual(
+            (done.returncode, done.stdout, done.stderr),
+            (0, "User 'ada' removed; their tokens are refused from now on.\n", ""),
+        )
+        again = self.zcli("user", "remove", "ada", "--workspace", ws)
+        self.assertEqual(
+            (again.returncode, again.stdout, again.stderr),
+            (1, "", "zcli: error: there is no user 'ada'.\n"),
+        )
+
     def test_no_command(self) -> None:
         """zcli with no command shows usage and exits 2."""
         done = self.zcli()
