@@ -6,7 +6,6 @@ cleanup, and checks refusals exactly (error class, code and sentence).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import resource
 import tempfile
@@ -20,7 +19,7 @@ from zCLI.auth import AuthError, zAuth
 from zCLI.config import AuthConfig
 from zCLI.exceptions import RequestError, StorageError
 
-from .harness import timeout
+from .harness import timeout, wait_until
 
 __all__ = ["AuthCase", "Clock", "file_size_limit"]
 
@@ -71,12 +70,7 @@ class AuthCase(unittest.IsolatedAsyncioTestCase):
 
     async def wait_until(self, condition: Callable[[], bool], units: float = 2) -> None:
         """Yield to the loop until ``condition()`` holds; fail after ``units`` timeouts."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout(units)
-        while not condition():
-            if loop.time() > deadline:
-                self.fail("condition not met in time")
-            await asyncio.sleep(0)
+        await wait_until(condition, units)
 
     def hold_the_hash_worker(self, auth: zAuth) -> threading.Event:
         """Occupy a hashing thread until the returned event is set (at cleanup at the latest)."""

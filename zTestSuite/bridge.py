@@ -22,7 +22,7 @@ from websockets.asyncio.client import ClientConnection
 
 from zCLI import __version__, zCLI
 
-from .harness import timeout
+from .harness import timeout, wait_until
 
 __all__ = [
     "FEATURES",
@@ -30,6 +30,8 @@ __all__ = [
     "AuthTestCase",
     "BridgeTestCase",
     "expected_info",
+    "masked_text_frame",
+    "raw_websocket",
     "without_session_id",
 ]
 
@@ -67,6 +69,37 @@ def expected_info(
 def without_session_id(message: dict) -> dict:
     message["data"]["session"].pop("id")
     return message
+
+
+HANDSHAKE = (
+    b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+async def raw_websocket(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A WebSocket opened by hand on a plain TCP stream, for a peer that misbehaves
+    below what a client library allows (never reads, never answers pings)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(HANDSHAKE)
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout(2))
+    if not head.startswith(b"HTTP/1.1 101 Switching Protocols\r\n"):
+        writer.close()
+        raise AssertionError(f"the handshake was refused: {head!r}")
+    return reader, writer
+
+
+def masked_text_frame(text: str) -> bytes:
+    """One client-to-server text frame (RFC 6455: clients mask; a zero mask is valid)."""
+    payload = text.encode()
+    length = len(payload)
+    if length < 126:
+        header = bytes([0x81, 0x80 | length])
+    elif length < 65536:
+        header = bytes([0x81, 0x80 | 126]) + length.to_bytes(2, "big")
+    else:
+        header = bytes([0x81, 0x80 | 127]) + length.to_bytes(8, "big")
+    return header + b"\x00\x00\x00\x00" + payload
 
 
 PING_ZUI = """
@@ -171,12 +204,7 @@ class BridgeTestCase(unittest.IsolatedAsyncioTestCase):
 
     async def wait_until(self, condition: Any, units: float = 3) -> None:
         """Wait for ``condition()`` to be true, yielding to the loop between looks."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout(units)
-        while not condition():
-            if loop.time() > deadline:
-                self.fail("condition not met in time")
-            await asyncio.sleep(0)
+        await wait_until(condition, units)
 
 
 class AuthTestCase(BridgeTestCase):

@@ -7,6 +7,7 @@ walker helpers and exact assertions that speak the domain.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import subprocess
@@ -14,12 +15,21 @@ import sys
 import tempfile
 import textwrap
 import unittest
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .requirements import requirement
 
-__all__ = ["UNIT", "REPO_ROOT", "requires_source_tree", "zTestCase", "timeout"]
+__all__ = [
+    "UNIT",
+    "REPO_ROOT",
+    "requires_source_tree",
+    "run_zcli",
+    "timeout",
+    "wait_until",
+    "zTestCase",
+]
 
 UNIT = 2.0 * float(os.environ.get("ZTEST_TIMEOUT_FACTOR", "1"))
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -39,6 +49,32 @@ requires_source_tree = requirement(_source_tree_missing, "zCLI's source tree")
 def timeout(units: float = 1.0) -> float:
     """A timeout of ``units`` harness units, in seconds."""
     return UNIT * units
+
+
+def run_zcli(
+    *args: str, stdin: str = "", cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m zCLI ARGS`` as a real process, the way a user does."""
+    return subprocess.run(
+        [sys.executable, "-m", "zCLI", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout(15),
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+    )
+
+
+async def wait_until(condition: Callable[[], bool], units: float = 3) -> None:
+    """Yield to the event loop until ``condition()`` holds; AssertionError after
+    ``units`` timeouts. For state the loop itself changes (no sleeping)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout(units)
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0)
 
 
 class zTestCase(unittest.TestCase):
@@ -77,16 +113,8 @@ class zTestCase(unittest.TestCase):
         cwd: Path | None = None,
         env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run ``python -m zCLI ARGS`` as a real process, the way a user does."""
-        return subprocess.run(
-            [sys.executable, "-m", "zCLI", *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=timeout(15),
-            cwd=cwd or self.workspace,
-            env={**os.environ, **(env or {})},
-        )
+        """Run ``python -m zCLI ARGS`` in the workspace (see ``run_zcli``)."""
+        return run_zcli(*args, stdin=stdin, cwd=cwd or self.workspace, env=env)
 
     def assertLinesEqual(self, text: str, expected: str) -> None:
         """Compare text to a dedented block, line by line."""

@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from zCLI.auth import zAuth
 from zCLI.config import AuthConfig
-from zTestSuite import REPO_ROOT, timeout
+from zTestSuite import REPO_ROOT
 from zTestSuite.auth import AuthCase, file_size_limit
+from zTestSuite.harness import run_zcli
 
 STORES = ("users.yaml", "app.sqlite3")
 
@@ -149,22 +148,14 @@ class TestStateChecks(AuthCase):
     def test_zcli_exits_2_with_the_sentence(self) -> None:
         """zcli user add in a workspace whose state folder is a file exits 2 with one line."""
         (self.workspace / ".zcli").write_text("")
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "zCLI",
-                "user",
-                "add",
-                "ada",
-                "--workspace",
-                str(self.workspace),
-                "--password-stdin",
-            ],
-            input="s3cret\n",
-            capture_output=True,
-            text=True,
-            timeout=timeout(15),
+        done = run_zcli(
+            "user",
+            "add",
+            "ada",
+            "--workspace",
+            str(self.workspace),
+            "--password-stdin",
+            stdin="s3cret\n",
             cwd=REPO_ROOT,
         )
         expected = f"Cannot use the state folder {self.workspace / '.zcli'}: it is not a folder."

@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import subprocess
-import sys
 import time
 
 from websockets.exceptions import InvalidStatus
@@ -18,6 +16,7 @@ from websockets.exceptions import InvalidStatus
 from zCLI import __version__
 from zTestSuite import record_metric, requires_network, timeout
 from zTestSuite.bridge import AuthTestCase, BridgeTestCase
+from zTestSuite.harness import run_zcli
 
 
 async def raw_handshake(port: int, headers: list[tuple[str, str]]) -> tuple[int, str]:
@@ -428,22 +427,7 @@ class TestStartUp(BridgeTestCase):
     def test_unusable_state_folder_stops_serve_with_one_line(self) -> None:
         """zcli serve exits 2 with one line when the state folder cannot be made."""
         (self.workspace / ".zcli").write_text("a file where the folder should be")
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "zCLI",
-                "serve",
-                str(self.workspace),
-                "--ws-port",
-                "0",
-                "--http-port",
-                "0",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=timeout(15),
-        )
+        done = run_zcli("serve", str(self.workspace), "--ws-port", "0", "--http-port", "0")
         self.assertEqual(done.returncode, 2, done.stderr)
         self.assertEqual(len(done.stderr.splitlines()), 1, done.stderr)
         self.assertTrue(done.stderr.startswith("zcli: error: "), done.stderr)

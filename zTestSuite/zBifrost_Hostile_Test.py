@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from websockets.sync.client import connect as connect_sync
 
 from zTestSuite import record_metric, timeout
-from zTestSuite.bridge import PING_ZUI
+from zTestSuite.bridge import PING_ZUI, masked_text_frame, raw_websocket
 from zTestSuite.network import network_unavailable
 from zTestSuite.process import ServerProcess
 
@@ -363,16 +363,9 @@ class TestFloods(unittest.IsolatedAsyncioTestCase):
         queue_bytes; the server's memory grows by little more than that."""
         before = SERVER.rss()
         peak = before
-        reader, writer = await asyncio.open_connection("127.0.0.1", _port(WS_URL))
+        _reader, writer = await raw_websocket(_port(WS_URL))
         self.addCleanup(writer.close)
-        writer.write(
-            b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-            b"Sec-WebSocket-Version: 13\r\n\r\n"
-        )
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout(2))
-        self.assertTrue(head.startswith(b"HTTP/1.1 101 "), head)
-        batch = _masked_text_frame(json.dumps({"event": "ping", "_requestId": "r" * 128})) * 500
+        batch = masked_text_frame(json.dumps({"event": "ping", "_requestId": "r" * 128})) * 500
         sent, cut = 0, False
         async with CleanClient(self) as clean:
             deadline = time.monotonic() + timeout(5)
@@ -393,14 +386,3 @@ class TestFloods(unittest.IsolatedAsyncioTestCase):
         self.assertTrue(cut, f"the server never cut a client that read nothing ({sent} sent)")
         self.assertLess(growth, 24_000_000)
         self.assertLess(clean.worst, 0.1)
-
-
-def _masked_text_frame(text: str) -> bytes:
-    """One client-to-server text frame (RFC 6455: clients mask; a zero mask is valid)."""
-    payload = text.encode()
-    length = len(payload)
-    if length < 126:
-        header = bytes([0x81, 0x80 | length])
-    else:
-        header = bytes([0x81, 0x80 | 126]) + length.to_bytes(2, "big")
-    return header + b"\x00\x00\x00\x00" + payload

@@ -18,7 +18,13 @@ from websockets.exceptions import InvalidStatus
 from zCLI import ConfigError, __version__, zCLI
 from zCLI.bridge import PortInUseError, zBifrost
 from zTestSuite import record_metric, requires_network, timeout
-from zTestSuite.bridge import FEATURES, BridgeTestCase, expected_info, without_session_id
+from zTestSuite.bridge import (
+    FEATURES,
+    BridgeTestCase,
+    expected_info,
+    raw_websocket,
+    without_session_id,
+)
 
 
 class TestzBifrostInitialization(BridgeTestCase):
@@ -229,15 +235,8 @@ class TestKeepAlive(BridgeTestCase):
     async def test_silent_client_is_closed(self) -> None:
         """A client that never answers keep-alive pings is closed after the timeout."""
         z = await self.start(websocket={"ping_interval": 0.2, "ping_timeout": 0.2})
-        reader, writer = await asyncio.open_connection("127.0.0.1", z.comm.port)
+        reader, writer = await raw_websocket(z.comm.port)
         self.addCleanup(writer.close)
-        writer.write(
-            b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-            b"Sec-WebSocket-Version: 13\r\n\r\n"
-        )
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout(2))
-        self.assertTrue(head.startswith(b"HTTP/1.1 101 Switching Protocols\r\n"))
         await self.wait_until(lambda: len(z.comm.clients) == 1)
         await self.wait_until(lambda: not z.comm.clients, units=3)  # no pong: closed
         rest = await asyncio.wait_for(reader.read(), timeout(3))  # server ends the stream
