@@ -64,6 +64,7 @@ class HttpConfig:
     idle_timeout: float = 10.0
     header_timeout: float = 10.0
     max_body: int = 65_536
+    max_header_bytes: int = 65_536
 
 
 @dataclass(frozen=True)
@@ -220,6 +221,7 @@ SECTIONS: dict[str, tuple[type, dict[str, Checker]]] = {
             "idle_timeout": _positive_float,
             "header_timeout": _positive_float,
             "max_body": _positive_int,
+            "max_header_bytes": _positive_int,
         },
     ),
     "auth": (

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
 import sys
+import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -53,15 +55,18 @@ class zCLI:
             if self.config.zBlock is not None and self.config.zBlock not in zui.blocks:
                 raise ConfigError([f"zBlock: {zui.path.name} has no block {self.config.zBlock!r}"])
         self._auth: zAuth | None = None
+        self._auth_lock = threading.Lock()  # zServer's threads may ask for it first
         self._comm: zBifrost | None = None
         self._server: zServer | None = None
 
     @property
     def auth(self) -> zAuth:
         if self._auth is None:
-            from .auth import zAuth
+            with self._auth_lock:
+                if self._auth is None:
+                    from .auth import zAuth
 
-            self._auth = zAuth(self.config.auth, self.state_dir)
+                    self._auth = zAuth(self.config.auth, self.state_dir)
         return self._auth
 
     @property
@@ -106,9 +111,12 @@ class zCLI:
         """zBifrost mode: serve until SIGINT or SIGTERM, then stop both servers cleanly."""
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        loop.set_exception_handler(_quiet_accept_failures(loop.get_exception_handler()))
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         try:
+            if self.config.http_server.enabled:
+                _ = self.server  # a bad serve_path stops start-up before anything listens
             await self.comm.start()
             if renderer is not None:
                 renderer.write(f"zBifrost listening on {self.comm.url}")
@@ -127,3 +135,31 @@ class zCLI:
         if renderer is not None:
             renderer.write("Stopped.")
         return 0
+
+
+def _quiet_accept_failures(fallback: Any) -> Any:
+    """An event-loop exception handler: when the bridge's accept() fails for lack of file
+    descriptors, asyncio retries a second later and would log a traceback each time; say
+    it in one line a second instead. Everything else goes to ``fallback``."""
+    from .bridge.limits import LogThrottle
+
+    throttle = LogThrottle()
+    log = logging.getLogger("zCLI.zBifrost")
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        error = context.get("exception")
+        if isinstance(error, OSError) and error.errno in (errno.EMFILE, errno.ENFILE):
+            count = throttle.hit(loop.time())
+            if count:
+                log.warning(
+                    "zBifrost cannot accept connections: %s (%d time(s) since the last line)",
+                    error.strerror,
+                    count,
+                )
+            return
+        if fallback is not None:
+            fallback(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    return handle

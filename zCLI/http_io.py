@@ -24,6 +24,7 @@ import socket
 import threading
 import time
 
+from .bridge.limits import LogThrottle as PureLogThrottle
 from .http_messages import HttpError
 
 __all__ = [
@@ -112,46 +113,39 @@ class HeadReader:
     against ``budget`` (over it: 431), and a line cut short by the end of the stream
     means the client hung up mid-request, which is not a request to answer."""
 
-    def __init__(self, rfile: io.BufferedIOBase, budget: int) -> None:
+    def __init__(self, rfile: io.BufferedIOBase, budget: int, limit: int) -> None:
         self._rfile = rfile
         self._left = budget
+        self._limit = limit  # http_server.max_header_bytes, for the message
 
     def readline(self, size: int = -1) -> bytes:
         limit = self._left + 1 if size < 0 else min(size, self._left + 1)
         line = self._rfile.readline(limit)
         self._left -= len(line)
         if self._left < 0:
-            raise HttpError(431)
+            raise HttpError(431, message=f"The request head is larger than {self._limit} bytes.")
         if not line.endswith(b"\n"):
             raise ConnectionAbortedError("the client closed the connection mid-request")
         return line
 
 
 class LogThrottle:
-    """Counts events and lets one log line through per ``interval`` seconds."""
+    """The bridge's pure ``LogThrottle``, shared by zServer's threads: a lock around it
+    and the monotonic clock."""
 
     def __init__(self, interval: float = 1.0) -> None:
-        self.interval = interval
         self._lock = threading.Lock()
-        self._count = 0
-        self._next = float("-inf")
+        self._throttle = PureLogThrottle(interval)
 
     def count(self) -> int:
         """Record one event; how many events to report now (this one included), or 0."""
         with self._lock:
-            self._count += 1
-            now = time.monotonic()
-            if now < self._next:
-                return 0
-            self._next = now + self.interval
-            count, self._count = self._count, 0
-            return count
+            return self._throttle.hit(time.monotonic())
 
     def pending(self) -> int:
         """The events not reported yet (at shutdown), and start counting afresh."""
         with self._lock:
-            count, self._count = self._count, 0
-            return count
+            return self._throttle.flush()
 
 
 def linger(sock: socket.socket, seconds: float) -> None:

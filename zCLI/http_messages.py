@@ -24,7 +24,6 @@ from .version import __version__
 
 __all__ = [
     "JSON_TYPE",
-    "MAX_HEAD",
     "MAX_JSON_DEPTH",
     "MAX_REQUEST_LINE",
     "SERVER",
@@ -42,7 +41,6 @@ __all__ = [
 SERVER = f"zServer/{__version__}"
 JSON_TYPE = "application/json; charset=utf-8"
 MAX_REQUEST_LINE = 8192  # bytes, CRLF included; longer is 414
-MAX_HEAD = 65536  # the request line and headers together; more is 431
 MAX_JSON_DEPTH = 32  # a sign-in body needs 1
 
 # Errors the handler and the standard library's parser raise by status alone.
@@ -50,7 +48,7 @@ STATUS_ERRORS: dict[int, tuple[str, str]] = {
     400: ("bad_request", "The request is malformed."),
     404: ("not_found", "There is no such file."),
     414: ("uri_too_long", f"The request line is longer than {MAX_REQUEST_LINE} bytes."),
-    431: ("headers_too_large", f"The request head is larger than {MAX_HEAD} bytes."),
+    431: ("headers_too_large", "The request head is too large."),
     500: ("internal", "The server failed to answer; the fault is ours."),
     503: ("busy", "The server is busy; try again in a moment."),
     505: ("http_version", "zServer speaks HTTP/1.0 and HTTP/1.1 only."),

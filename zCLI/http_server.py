@@ -52,7 +52,6 @@ from .exceptions import RequestError
 from .http_files import StaticFiles, content_type, is_document
 from .http_io import DeadlineReader, HeadReader, LogThrottle, ReadTimeout, is_client_fault, linger
 from .http_messages import (
-    MAX_HEAD,
     MAX_REQUEST_LINE,
     HttpError,
     LoginRequest,
@@ -360,7 +359,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.raw_requestline = line
         rfile = self.rfile
         # parse_request reads the headers through self.rfile, calling only readline
-        self.rfile = HeadReader(rfile, MAX_HEAD - len(line))  # type: ignore[assignment]
+        budget = self.zserver.config.max_header_bytes - len(line)
+        self.rfile = HeadReader(rfile, budget, self.zserver.config.max_header_bytes)  # type: ignore[assignment]
         try:
             parsed = self.parse_request()  # errors arrive through send_error below
         finally:

@@ -434,6 +434,15 @@ class TestStartUp(BridgeTestCase):
         self.assertIn(str(self.workspace / ".zcli"), done.stderr)
         self.assertEqual(done.stdout, "")
 
+    def test_publishing_the_app_folder_stops_serve_before_it_listens(self) -> None:
+        """serve_path '.' (the app itself) stops zcli serve with one line, printing no URL."""
+        self.write("zcli.yaml", "http_server:\n  serve_path: .\n")
+        done = run_zcli("serve", str(self.workspace), "--ws-port", "0", "--http-port", "0")
+        self.assertEqual((done.returncode, done.stdout), (2, ""), done.stderr)
+        self.assertEqual(len(done.stderr.splitlines()), 1, done.stderr)
+        self.assertTrue(done.stderr.startswith("zcli: error: "), done.stderr)
+        self.assertIn("is the workspace", done.stderr)
+
     async def test_config_of_the_new_bounds(self) -> None:
         """Every new bound is a validated config key."""
         z = self.make(

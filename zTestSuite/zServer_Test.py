@@ -589,6 +589,15 @@ class TestHeaders(ServerTestCase):
             with self.subTest(request=data[:30]):
                 self.assertEqual(self.exchange(data), expected)
 
+    def test_header_bound_is_configurable(self) -> None:
+        """http_server.max_header_bytes bounds the request head: over it is 431."""
+        self.serve(max_header_bytes=100)
+        self.assertEqual(
+            self.exchange(b"GET / HTTP/1.0\r\nX: " + b"a" * 100 + b"\r\n\r\n"),
+            error(431, "headers_too_large", "The request head is larger than 100 bytes."),
+        )
+        self.assertEqual(self.exchange(b"GET /health HTTP/1.0\r\nX: 1\r\n\r\n").status, 200)
+
     def test_demo_pages_have_no_inline_code(self) -> None:
         """The demo pages keep scripts and styles in files, which the CSP allows."""
         inline = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>|<style|\son[a-z]+=|style=", re.I)

@@ -36,11 +36,16 @@ class LogThrottle:
     def __init__(self, interval: float = 1.0) -> None:
         self.interval = interval
         self.last = -math.inf
-        self.count = 0
+        self.unreported = 0
 
     def hit(self, now: float) -> int:
-        self.count += 1
+        self.unreported += 1
         if now - self.last < self.interval:
             return 0
-        count, self.count, self.last = self.count, 0, now
+        count, self.unreported, self.last = self.unreported, 0, now
+        return count
+
+    def flush(self) -> int:
+        """The events not reported yet (say them at shutdown); counting starts afresh."""
+        count, self.unreported = self.unreported, 0
         return count
