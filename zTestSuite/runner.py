@@ -2,8 +2,10 @@
 
 A suite is a module: ``zTestSuite/<Name>_Test.py`` in this package, or a module a
 plugin lists in ``Plugin.suites``. A suite that fails to import becomes one erroring
-test, never a silent gap. The last line printed is ``N passed, N failed, N skipped``
-(errors count as failed) and the exit status is 1 when anything failed.
+test, never a silent gap; one that raises ``unittest.SkipTest`` while importing (it
+needs a package that is not installed) becomes one skipped test with that reason.
+The last line printed is ``N passed, N failed, N skipped`` (errors count as failed)
+and the exit status is 1 when anything failed.
 """
 
 from __future__ import annotations
@@ -67,6 +69,16 @@ def _failed_import(suite: Suite, error: str) -> unittest.TestSuite:
     return unittest.TestSuite([case("test_import")])
 
 
+def _skipped_import(suite: Suite, reason: str) -> unittest.TestSuite:
+    @unittest.skip(reason)
+    def test_import(self: unittest.TestCase) -> None:
+        """The whole suite is skipped: it raised SkipTest while importing."""
+
+    case = type("SuiteSkipped", (unittest.TestCase,), {"test_import": test_import})
+    case.__module__ = suite.module
+    return unittest.TestSuite([case("test_import")])
+
+
 def load(suites: Sequence[Suite], pattern: str | None) -> unittest.TestSuite:
     loader = unittest.TestLoader()
     if pattern:
@@ -75,6 +87,9 @@ def load(suites: Sequence[Suite], pattern: str | None) -> unittest.TestSuite:
     for suite in suites:
         try:
             module = importlib.import_module(suite.module)
+        except unittest.SkipTest as skip:  # the suite says why it cannot run here
+            combined.addTest(_skipped_import(suite, str(skip)))
+            continue
         except Exception:
             combined.addTest(_failed_import(suite, traceback.format_exc()))
             continue

@@ -24,9 +24,15 @@ from pathlib import Path
 from typing import Any
 
 import websockets
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from websockets.sync.client import connect as connect_sync
+
+try:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+except ImportError:  # a test extra: pip install 'zCLI[test]'
+    raise unittest.SkipTest(
+        "requires hypothesis, which zCLI's test extra installs: pip install 'zCLI[test]'"
+    ) from None
 
 from zTestSuite import record_metric, timeout
 from zTestSuite.bridge import PING_ZUI, masked_text_frame, raw_websocket

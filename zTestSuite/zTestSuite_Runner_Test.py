@@ -9,8 +9,10 @@ import subprocess
 import sys
 import unittest
 import xml.etree.ElementTree as ET
+from unittest import mock
 
 from zTestSuite import requires_browser, requires_network, timeout, zTestCase
+from zTestSuite.browser import browser_unavailable
 from zTestSuite.network import network_unavailable
 
 SAMPLE_SUITE = """
@@ -210,29 +212,40 @@ class TestRunner(RunnerCase):
 
 
 class TestRequiresBrowser(RunnerCase):
+    NO_CHROMIUM = {"ZTEST_CHROMIUM": "/no/chromium"}
+
+    def reason(self) -> str:
+        """What the probe says here with no Chromium (Playwright may be missing too)."""
+        with mock.patch.dict(os.environ, self.NO_CHROMIUM):
+            reason = browser_unavailable()
+        assert reason is not None
+        return reason
+
     def test_missing_browser_skips_with_the_reason(self) -> None:
         """Without Chromium a browser suite skips, before its setUpClass, saying why."""
-        done = self.runner("--suite", "page", "-v", env={"ZTEST_CHROMIUM": "/no/chromium"})
+        done = self.runner("--suite", "page", "-v", env={**self.NO_CHROMIUM, "ZTEST_STRICT": "0"})
         self.assertEqual(done.returncode, 0, done.stdout)
-        self.assertIn(
-            "skipped 'requires a browser: no Chromium at /no/chromium (apt-get install "
-            "chromium, or set ZTEST_CHROMIUM)'",
-            done.stdout,
-        )
+        self.assertIn(f"skipped 'requires a browser: {self.reason()}'", done.stdout)
         self.assertEqual(done.stdout.splitlines()[-1], "0 passed, 0 failed, 1 skipped")
 
     def test_strict_turns_the_skip_into_a_failure(self) -> None:
         """With ZTEST_STRICT=1 (as CI runs) a missing browser fails the run."""
-        done = self.runner(
-            "--suite", "page", env={"ZTEST_CHROMIUM": "/no/chromium", "ZTEST_STRICT": "1"}
-        )
+        done = self.runner("--suite", "page", env={**self.NO_CHROMIUM, "ZTEST_STRICT": "1"})
         self.assertEqual(done.returncode, 1, done.stdout)
         self.assertIn(
-            "AssertionError: requires a browser: no Chromium at /no/chromium (apt-get "
-            "install chromium, or set ZTEST_CHROMIUM) (ZTEST_STRICT=1 forbids skipping)",
+            f"AssertionError: requires a browser: {self.reason()} "
+            "(ZTEST_STRICT=1 forbids skipping)",
             done.stdout,
         )
         self.assertEqual(done.stdout.splitlines()[-1], "0 passed, 1 failed, 0 skipped")
+
+    @requires_browser  # Playwright is there, so the reason is about Chromium
+    def test_no_chromium_reason(self) -> None:
+        """With Playwright installed, the reason names the missing Chromium and the fix."""
+        self.assertEqual(
+            self.reason(),
+            "no Chromium at /no/chromium (apt-get install chromium, or set ZTEST_CHROMIUM)",
+        )
 
     @requires_browser
     def test_present_browser_runs(self) -> None:
