@@ -89,7 +89,9 @@ class Page(unittest.TestCase):
 
 PLUGIN = """
 from zCLI import Plugin
-PLUGIN = Plugin("sample", suites=["sample_Test", "broken_Test", "net_Test", "page_Test"])
+PLUGIN = Plugin(
+    "sample", suites=["sample_Test", "broken_Test", "net_Test", "page_Test", "needs_Test"]
+)
 """
 
 NET_SUITE = (
@@ -106,6 +108,10 @@ class RunnerCase(zTestCase):
         self.write("net_Test.py", NET_SUITE)
         self.write("broken_Test.py", "import not_a_module_zz\n")
         self.write("page_Test.py", BROWSER_SUITE)
+        self.write(
+            "needs_Test.py",
+            "import unittest\nraise unittest.SkipTest('requires zz: pip install zz')\n",
+        )
         self.plugin = self.write("sample_plugin.py", PLUGIN)
 
     def runner(
@@ -140,6 +146,13 @@ class TestRunner(RunnerCase):
         self.assertIn("ImportError: suite broken_Test failed to import:", done.stdout)
         self.assertIn("ModuleNotFoundError: No module named 'not_a_module_zz'", done.stdout)
         self.assertEqual(done.stdout.splitlines()[-1], "0 passed, 1 failed, 0 skipped")
+
+    def test_suite_that_skips_on_import(self) -> None:
+        """A suite raising SkipTest while importing is one skip with its reason."""
+        done = self.runner("--suite", "needs", "-v")
+        self.assertEqual(done.returncode, 0, done.stdout)
+        self.assertIn("skipped 'requires zz: pip install zz'", done.stdout)
+        self.assertEqual(done.stdout.splitlines()[-1], "0 passed, 0 failed, 1 skipped")
 
     def test_filter_by_pattern(self) -> None:
         """-k runs only matching tests."""
