@@ -43,7 +43,14 @@ import jwt
 from .config import AuthConfig
 from .exceptions import RequestError, StorageError
 from .passwords import DUMMY_HASH, HashPool, hash_password, verify_password
-from .statefiles import check_database, load_or_create_secret, prepare_state_dir, storage_error
+from .statefiles import (
+    SECRET_FILE,
+    check_database,
+    load_or_create_secret,
+    prepare_state_dir,
+    state_path,
+    storage_error,
+)
 from .throttle import FailedSignIns
 from .users import UserStore, open_user_store
 
@@ -51,7 +58,6 @@ __all__ = ["ANONYMOUS", "AuthError", "Identity", "hash_password", "verify_passwo
 
 log = logging.getLogger("zCLI.zAuth")
 
-SECRET_FILE = "secret"
 MAX_TOKEN_LENGTH = 8192  # a real token is ~300 characters; longer is an attack
 MAX_NAME_LENGTH = 128
 MAX_PASSWORD_LENGTH = 1024
@@ -128,8 +134,8 @@ class zAuth:
         self._revoke_listeners: list[Callable[[str], None]] = []
         prepare_state_dir(state_dir)
         self.secret = config.secret or load_or_create_secret(state_dir / SECRET_FILE)
-        self.users_path = self._in_state_dir(config.users_file)
-        self._db_path = self._in_state_dir(config.revocations_file)
+        self.users_path = state_path(state_dir, config.users_file)
+        self._db_path = state_path(state_dir, config.revocations_file)
         self._lock = threading.Lock()  # zServer's threads and the loop share the database
         self._db = self._open_revocations()
         try:
@@ -142,10 +148,6 @@ class zAuth:
         window = config.failed_login_window
         self._by_user = FailedSignIns(config.max_failed_logins, window, TRACKED_KEYS)
         self._by_address = FailedSignIns(config.max_failed_logins_per_address, window, TRACKED_KEYS)
-
-    def _in_state_dir(self, name: str) -> Path:
-        path = Path(name)
-        return path if path.is_absolute() else self.state_dir / path
 
     def _open_revocations(self) -> sqlite3.Connection:
         path = self._db_path

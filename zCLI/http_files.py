@@ -11,9 +11,9 @@ file is published only if no segment of its URL path nor of its real path (below
 root) is private by name (dotfiles and dot-folders, ``zcli.yaml``, ``zUI.*.yaml``,
 Python source and bytecode, ``__pycache__``, SQLite files and their ``-wal``, ``-shm``
 and ``-journal`` companions), its real path is inside the root and outside the state
-folder, and it is not the users file, the revocation database or the secret under
-another name (compared by device and inode, so hard links count). A refusal looks
-exactly like a missing file.
+folder, and it is not the users file, the revocation database or the secret, by path
+or under another name (a file with more than one link is compared by device and
+inode, so hard links count). A refusal looks exactly like a missing file.
 """
 
 from __future__ import annotations
@@ -28,17 +28,17 @@ from urllib.parse import unquote
 
 from .config import CONFIG_FILE, AuthConfig
 from .exceptions import ConfigError
+from .statefiles import SECRET_FILE, state_path
+from .users import DATABASE_SUFFIXES
 
 __all__ = ["StaticFiles", "content_type", "is_document", "is_private_name"]
 
-SECRET_FILE = "secret"  # zAuth's name for the signing secret in the state folder
-SQLITE_SUFFIXES = (".sqlite3", ".sqlite", ".db")
 SQLITE_COMPANIONS = ("", "-wal", "-shm", "-journal")
 PRIVATE_ENDINGS = (
     ".py",
     ".pyc",
     ".pyo",
-    *(suffix + companion for suffix in SQLITE_SUFFIXES for companion in SQLITE_COMPANIONS),
+    *(suffix + companion for suffix in DATABASE_SUFFIXES for companion in SQLITE_COMPANIONS),
 )
 PRIVATE_PATTERNS = (CONFIG_FILE, "zui.*.yaml", "zui.*.yml", "__pycache__")
 TYPES = {
@@ -82,11 +82,6 @@ def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def _state_path(state_dir: Path, name: str) -> Path:
-    path = Path(name)
-    return path if path.is_absolute() else state_dir / path
-
-
 def root_problems(root: Path, workspace: Path, state_dir: Path) -> list[str]:
     """Why serving ``root`` would publish private files; all paths already resolved."""
     if root == workspace:
@@ -125,9 +120,10 @@ class StaticFiles:
         problems = root_problems(root, workspace.resolve(), state)
         if problems:
             raise ConfigError(problems)
-        named = [_state_path(state, name) for name in (auth.users_file, auth.revocations_file)]
+        named = [state_path(state, name) for name in (auth.users_file, auth.revocations_file)]
         private = [Path(f"{path}{end}") for path in named for end in SQLITE_COMPANIONS]
-        return cls(root, state, (*private, state / SECRET_FILE))
+        # resolved, as ``resolve`` compares real paths to them
+        return cls(root, state, tuple(p.resolve() for p in (*private, state / SECRET_FILE)))
 
     def resolve(self, url_path: str) -> Path | None:
         """The real path of the file a URL path names, or None to answer 404.
@@ -157,12 +153,14 @@ class StaticFiles:
     def _publishable(self, real: Path) -> bool:
         if any(is_private_name(part) for part in real.relative_to(self.root).parts):
             return False
-        if _inside(real, self.state_dir):
+        if _inside(real, self.state_dir) or real in self.private_files:
             return False
         try:
             found = real.stat()
         except OSError:
             return False
+        if found.st_nlink == 1:  # no other name: not a private file under another name
+            return True
         return (found.st_dev, found.st_ino) not in set(_identities(self.private_files))
 
 

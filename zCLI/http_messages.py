@@ -20,6 +20,7 @@ from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any
 
+from . import strict_json
 from .version import __version__
 
 __all__ = [
@@ -173,17 +174,6 @@ def _json_depth_exceeds(data: bytes, limit: int) -> bool:
     return False
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _finite(text: str) -> float:
-    number = float(text)
-    if number in (float("inf"), float("-inf")):
-        raise ValueError("the number is too large")
-    return number
-
-
 def parse_json_object(data: bytes) -> dict[str, Any]:
     """A JSON object from UTF-8 bytes; HttpError 400 invalid_json otherwise.
 
@@ -197,8 +187,8 @@ def parse_json_object(data: bytes) -> dict[str, Any]:
     if _json_depth_exceeds(data, MAX_JSON_DEPTH):
         raise HttpError(400, "invalid_json", f"The body nests deeper than {MAX_JSON_DEPTH} levels.")
     try:
-        body = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite)
-    except ValueError:  # JSONDecodeError, and the two refusals above
+        body = strict_json.loads(text)
+    except ValueError:  # JSONDecodeError, and strict_json's NotJson
         raise HttpError(400, "invalid_json", "The body is not valid JSON.") from None
     if not isinstance(body, dict):
         raise HttpError(400, "invalid_json", "The body must be a JSON object.")

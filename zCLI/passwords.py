@@ -28,14 +28,19 @@ DIGEST_SIZE = 32
 T = TypeVar("T")
 
 
+def _stored(salt: bytes, digest: bytes) -> str:
+    """``scrypt$n$r$p$salt$hash``, the form the user stores keep."""
+    b64 = base64.b64encode
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${b64(salt).decode()}${b64(digest).decode()}"
+
+
 def hash_password(password: str, salt: bytes | None = None) -> str:
-    """``scrypt$n$r$p$salt$hash`` with a random 16-byte salt."""
+    """The stored form of ``password`` with a random 16-byte salt."""
     salt = salt or os.urandom(16)
     digest = hashlib.scrypt(
         password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=DIGEST_SIZE
     )
-    b64 = base64.b64encode
-    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${b64(salt).decode()}${b64(digest).decode()}"
+    return _stored(salt, digest)
 
 
 def verify_password(password: str, stored: str) -> bool:
@@ -60,9 +65,7 @@ def verify_password(password: str, stored: str) -> bool:
 
 def _dummy_hash() -> str:
     """A well-formed hash nobody knows the password of; made without hashing anything."""
-    b64 = base64.b64encode
-    salt, digest = b64(os.urandom(16)).decode(), b64(os.urandom(DIGEST_SIZE)).decode()
-    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${salt}${digest}"
+    return _stored(os.urandom(16), os.urandom(DIGEST_SIZE))
 
 
 DUMMY_HASH = _dummy_hash()

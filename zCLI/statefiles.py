@@ -19,12 +19,24 @@ from pathlib import Path
 
 from .exceptions import StorageError
 
+SECRET_FILE = "secret"  # the signing secret, in the state folder
+
+
+def state_path(state_dir: Path, name: str) -> Path:
+    """Where a configured state file lives: ``name`` itself if absolute, else inside
+    the state folder (zAuth writes there; zServer must never publish it)."""
+    path = Path(name)
+    return path if path.is_absolute() else state_dir / path
+
+
 __all__ = [
+    "SECRET_FILE",
     "check_database",
     "check_writable_folder",
     "load_or_create_secret",
     "prepare_state_dir",
     "reason",
+    "state_path",
     "storage_error",
     "write_atomically",
 ]
@@ -64,11 +76,10 @@ def prepare_state_dir(path: Path) -> None:
     check_writable_folder(path, "the state folder")
 
 
-def write_atomically(path: Path, data: bytes, what: str) -> None:
-    """Replace ``path`` with ``data`` (mode 0600), all or nothing; StorageError on failure."""
-    folder = path.parent
+def _write_temp(path: Path, data: bytes, what: str) -> str:
+    """``data`` synced to a new file (mode 0600) beside ``path``; its name."""
     try:
-        fd, temp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:
         raise storage_error(f"write {what}", path, exc) from None
     try:
@@ -76,14 +87,28 @@ def write_atomically(path: Path, data: bytes, what: str) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+    except OSError as exc:
+        _remove(temp)
+        raise storage_error(f"write {what}", path, exc) from None
+    return temp
+
+
+def _remove(name: str) -> None:
+    try:
+        os.unlink(name)
+    except OSError:
+        pass  # already renamed or never there; nothing half-written remains
+
+
+def write_atomically(path: Path, data: bytes, what: str) -> None:
+    """Replace ``path`` with ``data`` (mode 0600), all or nothing; StorageError on failure."""
+    temp = _write_temp(path, data, what)
+    try:
         os.replace(temp, path)
     except OSError as exc:
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass  # already renamed or never there; nothing half-written remains
+        _remove(temp)
         raise storage_error(f"write {what}", path, exc) from None
-    _sync_folder(folder)
+    _sync_folder(path.parent)
 
 
 def _sync_folder(folder: Path) -> None:
@@ -118,26 +143,15 @@ def load_or_create_secret(path: Path) -> str:
 
 
 def _create_secret(path: Path) -> None:
+    temp = _write_temp(path, secrets.token_hex(32).encode(), "the secret file")
     try:
-        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".secret.", suffix=".tmp")
-    except OSError as exc:
-        raise storage_error("write the secret file", path, exc) from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(secrets.token_hex(32))
-            handle.flush()
-            os.fsync(handle.fileno())
-        try:
-            os.link(temp, path)
-        except FileExistsError:
-            pass  # another process made it first: use theirs
+        os.link(temp, path)
+    except FileExistsError:
+        pass  # another process made it first: use theirs
     except OSError as exc:
         raise storage_error("write the secret file", path, exc) from None
     finally:
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass  # nothing left to clean
+        _remove(temp)
 
 
 def check_database(db: sqlite3.Connection, path: Path, what: str) -> None:

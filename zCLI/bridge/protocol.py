@@ -13,11 +13,10 @@ than the decoder can follow are refused as ``invalid_json``.
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import strict_json
 from ..exceptions import RequestError
 
 __all__ = [
@@ -108,19 +107,6 @@ def _text_field(raw: dict[str, Any], name: str, event: str) -> str:
     return value
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ProtocolError(f"The message holds {name}, which JSON does not allow.", "invalid_json")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ProtocolError(
-            f"The number {shown(text, 32)} is too large for a JSON number.", "invalid_json"
-        )
-    return value
-
-
 def _check_request_id(value: Any, max_length: int) -> None:
     if value is None:
         return
@@ -143,11 +129,16 @@ def _check_request_id(value: Any, max_length: int) -> None:
 def decode(frame: str | bytes) -> Any:
     """Strict JSON: no NaN or Infinity, no overflowing numbers, bounded nesting."""
     try:
-        return json.loads(frame, parse_constant=_refuse_constant, parse_float=_finite_float)
+        return strict_json.loads(frame)
     except RecursionError:
         raise ProtocolError("The message is nested too deeply.", "invalid_json") from None
-    except ProtocolError:
-        raise
+    except strict_json.NotJson as exc:
+        message = (
+            f"The message holds {exc.token}, which JSON does not allow."
+            if exc.constant
+            else f"The number {shown(exc.token, 32)} is too large for a JSON number."
+        )
+        raise ProtocolError(message, "invalid_json") from None
     except ValueError:  # JSONDecodeError, UnicodeDecodeError, too many digits
         raise ProtocolError("The message is not valid JSON.", "invalid_json") from None
 
