@@ -188,8 +188,9 @@ class Registry:
         self.register(plugin, base)
         return plugin
 
-    def discover(self, refs: Iterable[str], workspace: Path) -> None:
-        """Load the zSpark list, the workspace ``plugins/`` folder and entry points."""
+    def discover(self, refs: Iterable[str], workspace: Path, with_entry_points: bool = True) -> None:
+        """Load the zSpark list, the workspace ``plugins/`` folder and (unless
+        ``with_entry_points`` is False: only what the app itself brings) entry points."""
         for ref in refs:
             if ref.endswith(".py"):
                 path = Path(ref)
@@ -201,7 +202,8 @@ class Registry:
             for path in sorted(folder.glob("*.py")):
                 if not path.name.startswith("_"):
                     self.load(path)
-        self.load_entry_points()
+        if with_entry_points:
+            self.load_entry_points()
 
     def load_entry_points(self) -> None:
         for point in entry_points(group=ENTRY_POINT_GROUP):

@@ -22,8 +22,10 @@ from typing import Any
 from .requirements import requirement
 
 __all__ = [
+    "ARTIFACTS_ENV",
     "UNIT",
     "REPO_ROOT",
+    "artifact_path",
     "requires_source_tree",
     "run_zcli",
     "timeout",
@@ -33,6 +35,19 @@ __all__ = [
 
 UNIT = 2.0 * float(os.environ.get("ZTEST_TIMEOUT_FACTOR", "1"))
 REPO_ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS_ENV = "ZTEST_ARTIFACTS"
+
+
+def artifact_path(name: str) -> Path:
+    """Where a test keeps a file for people to look at after the run (a screenshot).
+
+    The folder is ``ZTEST_ARTIFACTS``: the runner sets it from ``--artifacts DIR``, or
+    to ``artifacts/`` inside the ``--xml`` folder; otherwise a folder in the system's
+    temporary directory. It is created on first use.
+    """
+    folder = Path(os.environ.get(ARTIFACTS_ENV) or Path(tempfile.gettempdir()) / "ztest-artifacts")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / name
 
 
 def _source_tree_missing() -> str | None:

@@ -39,6 +39,10 @@ from zTestSuite.bridge import PING_ZUI, masked_text_frame, raw_websocket
 from zTestSuite.network import network_unavailable
 from zTestSuite.process import ServerProcess
 
+# Under -j this suite runs alone: its floods would slow its neighbours, and theirs
+# would skew its latency and memory figures.
+SERIAL = "floods a real server and measures its latency and memory"
+
 CONFIG = """
 websocket:
   require_auth: false
