@@ -8,74 +8,32 @@ outside a source checkout (an installed wheel) the demos are not there and they 
 
 from __future__ import annotations
 
-import queue
-import re
 import signal
-import subprocess
-import sys
-import threading
 import unittest
 from typing import Any
 
 from zTestSuite import (
     REPO_ROOT,
+    ServedApp,
     requires_browser,
     requires_network,
     requires_source_tree,
+    served_app,
     timeout,
 )
 from zTestSuite.browser import launch
 
 
-class ServedApp:
-    """`python -m zCLI serve APP` on port 0 (or given ports) and the URLs it prints."""
+def serve(app: str, ws_port: int = 0, http_port: int = 0) -> ServedApp:
+    """`zcli serve` on one of the demos, on free ports unless given."""
+    ports = ["--ws-port", str(ws_port), "--http-port", str(http_port)]
+    return served_app(REPO_ROOT / app, *ports)
 
-    def __init__(self, app: str, ws_port: int = 0, http_port: int = 0) -> None:
-        command = [
-            sys.executable,
-            "-m",
-            "zCLI",
-            "serve",
-            str(REPO_ROOT / app),
-            "--ws-port",
-            str(ws_port),
-            "--http-port",
-            str(http_port),
-        ]
-        self.process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
-        self.ws_url = self._expect(r"^zBifrost listening on (ws://\S+)$")
-        self.http_url = self._expect(r"^zServer listening on (http://\S+)$")
 
-    def _pump(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.put(line.rstrip("\n"))
-        self.lines.put("")
-
-    def _expect(self, pattern: str) -> str:
-        try:
-            line = self.lines.get(timeout=timeout(10))
-        except queue.Empty:
-            raise AssertionError(f"zcli serve printed nothing matching {pattern}") from None
-        match = re.match(pattern, line)
-        if match is None:
-            stderr = self.process.stderr.read() if self.process.poll() is not None else ""
-            raise AssertionError(f"unexpected output {line!r} {stderr}")
-        return match.group(1)
-
-    def stop(self, signum: int = signal.SIGTERM) -> tuple[int, str]:
-        """Signal it (SIGTERM as a service manager, SIGINT as Ctrl-C); returns (status,
-        the last line)."""
-        self.process.send_signal(signum)
-        status = self.process.wait(timeout=timeout(10))
-        last = self.lines.get(timeout=timeout(2))
-        if self.process.stderr is not None:
-            self.process.stderr.close()
-        return status, last
+def stop(app: ServedApp, signum: int = signal.SIGTERM) -> tuple[int, str]:
+    """Signal it (SIGTERM as a service manager, SIGINT as Ctrl-C); (status, last line)."""
+    status = app.stop(signum)
+    return status, app.lines[-1] if app.lines else ""
 
 
 @requires_source_tree
@@ -85,10 +43,10 @@ class TestServeCommand(unittest.TestCase):
         """zcli serve prints both URLs and exits 0 with 'Stopped.' on SIGTERM or Ctrl-C."""
         for signum in (signal.SIGTERM, signal.SIGINT):
             with self.subTest(signal=signum.name):
-                app = ServedApp("demos/Level_1_Menu")
+                app = serve("demos/Level_1_Menu")
                 self.assertRegex(app.ws_url, r"^ws://127\.0\.0\.1:\d+$")
                 self.assertRegex(app.http_url, r"^http://127\.0\.0\.1:\d+/$")
-                self.assertEqual(app.stop(signum), (0, "Stopped."))
+                self.assertEqual(stop(app, signum), (0, "Stopped."))
 
     def test_a_client_of_the_served_app(self) -> None:
         """Through `zcli serve`: Pong!, then server_shutdown and 1001 on SIGTERM."""
@@ -97,14 +55,15 @@ class TestServeCommand(unittest.TestCase):
 
         import websockets
 
-        app = ServedApp("demos/Level_1_Menu")
+        app = serve("demos/Level_1_Menu")
+        self.addCleanup(app.stop)
 
         async def session() -> tuple[Any, ...]:
             async with websockets.connect(app.ws_url) as ws:
                 info = json.loads(await ws.recv())
                 await ws.send(json.dumps({"event": "dispatch", "zKey": "^Ping"}))
                 pong = json.loads(await ws.recv())
-                stopped = await asyncio.to_thread(app.stop)
+                stopped = await asyncio.to_thread(stop, app)
                 shutdown = json.loads(await ws.recv())
                 await ws.wait_closed()
                 return info["data"]["auth"], pong, stopped, shutdown, ws.close_code
@@ -140,7 +99,7 @@ class TestDemosInChromium(unittest.TestCase):
         cls.playwright.stop()
 
     def open(self, app: str) -> Any:
-        served = ServedApp(app)
+        served = serve(app)
         self.addCleanup(served.stop)
         page = self.browser.new_page()
         self.addCleanup(page.close)
@@ -166,7 +125,8 @@ class TestDemosInChromium(unittest.TestCase):
         """zbifrost.js sees the 1001 close and reconnects to the restarted app by itself."""
         from playwright.sync_api import expect
 
-        first = ServedApp("demos/Level_0_Connection")
+        first = serve("demos/Level_0_Connection")
+        self.addCleanup(first.stop)
         ws_port = int(first.ws_url.rsplit(":", 1)[1])
         http_port = int(first.http_url.rstrip("/").rsplit(":", 1)[1])
         page = self.browser.new_page()
@@ -174,10 +134,10 @@ class TestDemosInChromium(unittest.TestCase):
         page.set_default_timeout(timeout(10) * 1000)
         page.goto(first.http_url)
         expect(page.locator("#status")).to_have_text("Connected.")
-        self.assertEqual(first.stop(), (0, "Stopped."))
+        self.assertEqual(stop(first), (0, "Stopped."))
         expect(page.locator("#status")).to_have_text("Disconnected (1001).")
         # a restart needs the ports the page knows; they were free a moment ago
-        second = ServedApp("demos/Level_0_Connection", ws_port, http_port)
+        second = serve("demos/Level_0_Connection", ws_port, http_port)
         self.addCleanup(second.stop)
         expect(page.locator("#status")).to_have_text("Connected again.")
 

@@ -37,7 +37,7 @@ except ImportError:  # a test extra: pip install 'zCLI[test]'
 from zTestSuite import record_metric, timeout
 from zTestSuite.bridge import PING_ZUI, masked_text_frame, raw_websocket
 from zTestSuite.network import network_unavailable
-from zTestSuite.process import ServerProcess
+from zTestSuite.process import ServedApp, served_app
 
 # Under -j this suite runs alone: its floods would slow its neighbours, and theirs
 # would skew its latency and memory figures.
@@ -71,7 +71,7 @@ ERROR_CODES = {
     "rate_limited",
 }
 WORKSPACE: Path
-SERVER: ServerProcess
+SERVER: ServedApp
 WS_URL = ""
 HTTP_URL = ""
 
@@ -102,21 +102,8 @@ def setUpModule() -> None:  # noqa: N802 (unittest's name)
         capture_output=True,
         timeout=timeout(15),
     )
-    SERVER = ServerProcess(
-        [
-            sys.executable,
-            "-m",
-            "zCLI",
-            "serve",
-            str(WORKSPACE),
-            "--ws-port",
-            "0",
-            "--http-port",
-            "0",
-        ]
-    )
-    WS_URL = SERVER.wait_for(r"^zBifrost listening on (ws://\S+)$").group(1)
-    HTTP_URL = SERVER.wait_for(r"^zServer listening on (http://\S+)$").group(1)
+    SERVER = served_app(WORKSPACE)
+    WS_URL, HTTP_URL = SERVER.ws_url, SERVER.http_url
 
 
 def tearDownModule() -> None:  # noqa: N802 (unittest's name)
