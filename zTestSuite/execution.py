@@ -25,7 +25,6 @@ __all__ = ["Loaded", "Outcome", "flatten", "load_suite", "run_suites"]
 def _stand_in(suite: Suite, kind: str, detail: str) -> unittest.TestSuite:
     """One test standing for a whole suite that could not be loaded."""
     if kind == "error":
-
         last = detail.strip().splitlines()[-1] if detail.strip() else "unknown error"
 
         def test_import(self: unittest.TestCase) -> None:

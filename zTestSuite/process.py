@@ -212,9 +212,7 @@ def forget(owner: str | None = None) -> None:
     """Drop stopped processes from tracking (all owners when ``owner`` is None)."""
     with _LOCK:
         _LIVE[:] = [
-            p
-            for p in _LIVE
-            if p.process.poll() is None or (owner is not None and p.owner != owner)
+            p for p in _LIVE if p.process.poll() is None or (owner is not None and p.owner != owner)
         ]
 
 

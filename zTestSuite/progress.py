@@ -87,8 +87,7 @@ class Progress:
         elapsed = time.monotonic() - self.started
         now = ", ".join(sorted(self.running)) or "-"
         return (
-            f"[{self.done}/{self.total}] {self.failed} failed, "
-            f"{format_duration(elapsed)} | {now}"
+            f"[{self.done}/{self.total}] {self.failed} failed, {format_duration(elapsed)} | {now}"
         )
 
     def _tick(self) -> None:

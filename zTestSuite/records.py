@@ -21,6 +21,7 @@ __all__ = [
     "SuiteRecord",
     "TestRecord",
     "metric_summaries",
+    "percent",
 ]
 
 FORMAT = "zTestSuite-report/1"
@@ -78,6 +79,11 @@ class TestRecord:
 def _counts(tests: Iterable[TestRecord]) -> dict[str, int]:
     outcomes = [t.outcome for t in tests]
     return {outcome: outcomes.count(outcome) for outcome in OUTCOMES}
+
+
+def percent(ratio: float | None) -> str:
+    """A ratio as reports show it: ``"97.5%"``, or ``"n/a"`` when nothing ran."""
+    return "n/a" if ratio is None else f"{ratio * 100:.1f}%"
 
 
 def _ratio(counts: dict[str, int]) -> float | None:

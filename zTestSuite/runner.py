@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -38,6 +37,7 @@ from .interrupts import stop_on_signals
 from .network import OFFLINE_ENV
 from .progress import Progress
 from .records import RunReport
+from .reportfiles import write_atomically
 from .summary import write_summary
 from .targets import TargetError, apply_targets
 
@@ -120,16 +120,6 @@ def _list(loaded: Sequence[Loaded], out: TextIO) -> None:
             out.write(f"  {test.id()}\n")
 
 
-def _write(path: str, text: str) -> None:
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", dir=target.parent, prefix=f".{target.name}.", delete=False
-    ) as temp:
-        temp.write(text)
-    os.replace(temp.name, target)
-
-
 def run(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     started, clock = datetime.now(UTC), time.monotonic()
@@ -200,11 +190,12 @@ def run(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         workers=min(args.jobs, max(1, len(loaded))),
     )
     if args.json:
-        _write(args.json, json.dumps(report.to_json(), indent=1, ensure_ascii=False) + "\n")
+        text = json.dumps(report.to_json(), indent=1, ensure_ascii=False) + "\n"
+        write_atomically(Path(args.json), text)
     if args.html:
-        from .html_report import render_html
+        from .html_report import write_html
 
-        _write(args.html, render_html(report))
+        write_html(report, Path(args.html))
     write_summary(report, out)
     if report.interrupted:
         return 130

@@ -6,16 +6,12 @@ from __future__ import annotations
 from typing import TextIO
 
 from .progress import format_duration
-from .records import RunReport, SuiteRecord, metric_summaries
+from .records import RunReport, SuiteRecord, metric_summaries, percent
 
 __all__ = ["write_summary"]
 
 RULE = "=" * 70
 THIN = "-" * 70
-
-
-def _rate(value: float | None) -> str:
-    return "n/a" if value is None else f"{value * 100:.1f}%"
 
 
 def _failures(report: RunReport, out: TextIO) -> None:
@@ -27,15 +23,13 @@ def _failures(report: RunReport, out: TextIO) -> None:
 
 def _suite_table(suites: list[SuiteRecord], out: TextIO) -> None:
     width = max([len("suite")] + [len(s.name) for s in suites])
-    out.write(
-        f"{'suite':<{width}}  tests  passed  failed  skipped  success  duration  origin\n"
-    )
+    out.write(f"{'suite':<{width}}  tests  passed  failed  skipped  success  duration  origin\n")
     for suite in suites:
         counts = suite.counts
         serial = f"  (serial: {suite.serial})" if suite.serial else ""
         out.write(
             f"{suite.name:<{width}}  {len(suite.tests):5}  {counts['passed']:6}  "
-            f"{counts['failed']:6}  {counts['skipped']:7}  {_rate(suite.success_rate):>7}  "
+            f"{counts['failed']:6}  {counts['skipped']:7}  {percent(suite.success_rate):>7}  "
             f"{format_duration(suite.duration):>8}  {suite.origin}{serial}\n"
         )
 
@@ -63,7 +57,7 @@ def write_summary(report: RunReport, out: TextIO) -> None:
     workers = f"{report.workers} worker{'s' if report.workers != 1 else ''}"
     out.write(
         f"\nRun: {total} tests in {format_duration(report.duration)} with {workers}, "
-        f"pass ratio {_rate(report.pass_ratio)}\n"
+        f"pass ratio {percent(report.pass_ratio)}\n"
     )
     for kind, rows in metric_summaries(report.tests).items():
         for row in rows:

@@ -176,7 +176,11 @@ def run_parallel(
 ) -> Outcome:
     """Run each suite in its own worker, at most ``jobs`` at a time."""
     spec = WorkerSpec(
-        Suite("", "", ""), list(patterns), default_timeout, str(xml_dir) if xml_dir else None, failfast
+        Suite("", "", ""),
+        list(patterns),
+        default_timeout,
+        str(xml_dir) if xml_dir else None,
+        failfast,
     )
     events: queue.Queue[tuple[_Worker, dict[str, Any] | None]] = queue.Queue()
     pending = [item for item in loaded if not item.serial] + [i for i in loaded if i.serial]
