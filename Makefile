@@ -24,11 +24,15 @@ chromium:  ## Debian's Chromium for the browser tests (Playwright drives it, dow
 	  { echo "The browser tests need Debian's chromium: sudo apt-get install chromium" >&2; \
 	    exit 1; }
 
-test: $(STAMP) chromium  ## every suite, with JUnit XML in test-reports/
-	$(BIN)/python -m zTestSuite --xml test-reports
+# zCLI's suites and the Level 1 demo's own, two at a time, each test bounded.
+SUITES := --builtin --workspace demos/Level_1_Menu -j 2 --timeout 300
+
+test: $(STAMP) chromium  ## every suite; JUnit XML, report.html and report.json in test-reports/
+	$(BIN)/python -m zTestSuite $(SUITES) --xml test-reports \
+	  --html test-reports/report.html --json test-reports/report.json
 
 test-netns: $(STAMP)  ## every suite in a network namespace with loopback down (root)
-	unshare -n $(BIN)/python -m zTestSuite
+	unshare -n $(BIN)/python -m zTestSuite $(SUITES)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
