@@ -188,7 +188,9 @@ class Registry:
         self.register(plugin, base)
         return plugin
 
-    def discover(self, refs: Iterable[str], workspace: Path, with_entry_points: bool = True) -> None:
+    def discover(
+        self, refs: Iterable[str], workspace: Path, with_entry_points: bool = True
+    ) -> None:
         """Load the zSpark list, the workspace ``plugins/`` folder and (unless
         ``with_entry_points`` is False: only what the app itself brings) entry points."""
         for ref in refs:
