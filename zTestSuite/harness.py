@@ -15,11 +15,14 @@ import sys
 import tempfile
 import textwrap
 import unittest
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .requirements import requirement
+
+if TYPE_CHECKING:
+    from .process import ServerProcess
 
 __all__ = [
     "ARTIFACTS_ENV",
@@ -130,6 +133,16 @@ class zTestCase(unittest.TestCase):
     ) -> subprocess.CompletedProcess[str]:
         """Run ``python -m zCLI ARGS`` in the workspace (see ``run_zcli``)."""
         return run_zcli(*args, stdin=stdin, cwd=cwd or self.workspace, env=env)
+
+    def start_process(
+        self, command: Sequence[str], *, cwd: Path | None = None, env: dict[str, str] | None = None
+    ) -> ServerProcess:
+        """Start a system under test as a real process, stopped when the test ends."""
+        from .process import ServerProcess
+
+        started = ServerProcess(command, cwd=cwd, env=env)
+        self.addCleanup(started.stop)
+        return started
 
     def assertLinesEqual(self, text: str, expected: str) -> None:
         """Compare text to a dedented block, line by line."""

@@ -208,8 +208,7 @@ class TestServerProcess(zTestCase):
     def test_waits_for_a_port_and_stops_the_whole_group(self) -> None:
         """wait_for_port returns once the port accepts; stop ends the process and the
         children it started (its process group)."""
-        proc = ServerProcess([sys.executable, "-c", PORT_SCRIPT])
-        self.addCleanup(proc.stop)
+        proc = self.start_process([sys.executable, "-c", PORT_SCRIPT])
         child = int(proc.wait_for(r"^child (\d+)$").group(1))
         port = int(proc.wait_for(r"^port (\d+)$").group(1))
         proc.wait_for_port(port)
