@@ -53,6 +53,7 @@ def expected_info(
     authenticated: bool = False,
     block: str = "Main",
     features: list[str] | None = None,
+    zVaFile: str = "zUI.app.yaml",  # noqa: N803 (the protocol's name)
 ) -> dict:
     """connection_info as the server must send it, with the session id left out."""
     return {
@@ -61,7 +62,7 @@ def expected_info(
             "server_version": __version__,
             "features": features or FEATURES,
             "auth": {"authenticated": authenticated, "user": user, "role": role},
-            "session": {"block": block, "zVaFile": "zUI.app.yaml"},
+            "session": {"block": block, "zVaFile": zVaFile},
         },
     }
 

@@ -26,6 +26,18 @@ SVG = "{http://www.w3.org/2000/svg}"
 HOSTILE = "<script>alert(1)</script>"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 BIFROST = "zBifrost \u2728 \u00dcn\u00efcode"
+# The cells of its row in the suites table.
+BIFROST_ROW = [
+    BIFROST,
+    'plugin "\u00fc" & co',
+    "1",
+    "1",
+    "0",
+    "0",
+    "100.0%",
+    "2.000s",
+    "binds port 56891",
+]
 ODD_METRIC = "<b>\"q\"&'x'</b>"
 FAILURE_DETAILS = (
     f"Traceback (most recent call last):\n  {HOSTILE} & more\nAssertionError: 'a & b' != '<b>'"
@@ -382,17 +394,7 @@ class TestRenderHtml(ReportTestCase):
             rows(table),
             [
                 ["zAuth", "zTestSuite", "3", "1", "1", "1", "50.0%", "1.250s", ""],
-                [
-                    BIFROST,
-                    'plugin "\u00fc" & co',
-                    "1",
-                    "1",
-                    "0",
-                    "0",
-                    "100.0%",
-                    "2.000s",
-                    "binds port 56891",
-                ],
+                BIFROST_ROW,
                 ["zEmpty", "zTestSuite", "0", "0", "0", "0", "n/a", "0.000s", ""],
             ],
         )
@@ -588,17 +590,7 @@ class TestReportInChromium(zTestCase):
         self.assertEqual(page.locator("svg[role=img]:visible").count(), 5)
         self.assertEqual(
             page.locator("#suites tbody tr").nth(1).locator("td").all_inner_texts(),
-            [
-                BIFROST,
-                'plugin "\u00fc" & co',
-                "1",
-                "1",
-                "0",
-                "0",
-                "100.0%",
-                "2.000s",
-                "binds port 56891",
-            ],
+            BIFROST_ROW,
         )
         screenshot = artifact_path("ztest-report.png")
         page.screenshot(path=str(screenshot), full_page=True)

@@ -27,6 +27,7 @@ from zTestSuite import (
     timeout,
     zTestCase,
 )
+from zTestSuite.bridge import FEATURES, expected_info, without_session_id
 
 APP = Path(__file__).resolve().parent.parent
 LEVEL1 = Target(
@@ -35,25 +36,10 @@ LEVEL1 = Target(
     "with zcli serve",
 )
 
-CONNECTION_INFO = {
-    "event": "connection_info",
-    "data": {
-        "server_version": __version__,
-        "features": [
-            "auth",
-            "connection_info",
-            "dispatch",
-            "input_response",
-            "login",
-            "logout",
-            "menu",
-            "ping",
-            "plugin:level1",  # the app's plugins/level1.py
-        ],
-        "auth": {"authenticated": False, "user": "anonymous", "role": "guest"},
-        "session": {"block": "Level1", "zVaFile": "zUI.level1.yaml"},  # "id" is random
-    },
-}
+# The first frame: zCLI's features plus one per plugin, the app's block and zUI file.
+CONNECTION_INFO = expected_info(
+    block="Level1", zVaFile="zUI.level1.yaml", features=[*FEATURES, "plugin:level1"]
+)
 
 
 @requires_network
@@ -81,8 +67,7 @@ class TestLevel1OverTheBridge(unittest.IsolatedAsyncioTestCase):
         ws = await connect(self.url)
         self.addAsyncCleanup(ws.close)
         info = await self.recv(ws)
-        info["data"]["session"].pop("id")
-        self.assertEqual(info, CONNECTION_INFO)
+        self.assertEqual(without_session_id(info), CONNECTION_INFO)
         return ws
 
     async def recv(self, ws: ClientConnection) -> Any:
