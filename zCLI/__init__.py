@@ -17,13 +17,37 @@ from .exceptions import (
     zCLIError,
     zUIError,
 )
-from .plugins import Command, Plugin, Registry
+from .plugins import HOOKS, Command, Plugin, Registry
 from .session import Session
 from .version import __version__
 from .walker import zWalker
 
+# The bridge and zAuth load on first use, so a terminal app never imports websockets.
+_LAZY = {
+    "AuthError": "auth",
+    "Client": "bridge",
+    "EventContext": "bridge",
+    "Identity": "auth",
+    "zAuth": "auth",
+    "zBifrost": "bridge",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'zCLI' has no attribute {name!r}")
+
+
 __all__ = [
+    "HOOKS",
     "ActionFailed",
+    "AuthError",
+    "Client",
+    "EventContext",
+    "Identity",
     "Command",
     "Config",
     "ConfigError",
@@ -43,6 +67,8 @@ __all__ = [
     "StateError",
     "StorageError",
     "__version__",
+    "zAuth",
+    "zBifrost",
     "load_config",
     "zCLI",
     "zCLIError",

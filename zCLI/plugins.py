@@ -28,6 +28,7 @@ from .exceptions import PluginError
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "HOOKS",
     "RESERVED_COMMANDS",
     "RESERVED_EVENTS",
     "Command",
@@ -58,6 +59,9 @@ RESERVED_EVENTS = frozenset(
     }
 )
 RESERVED_COMMANDS = frozenset({"run", "serve", "user"})
+# When the bridge calls a plugin's hooks: a connection was admitted, signed in (login
+# or auth event), signed out, or ended.
+HOOKS = ("connect", "sign_in", "sign_out", "disconnect")
 _IDENT = re.compile(r"[A-Za-z_]\w*")
 _EVENT = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*")
 _COMMAND = re.compile(r"[a-z][a-z0-9\-]*")
@@ -83,6 +87,14 @@ class Plugin:
     zui: Mapping[str, str | Path] = field(default_factory=dict)
     commands: Sequence[Command] = ()
     suites: Sequence[str] = ()
+    hooks: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
+    services: Sequence[Callable[..., Any]] = ()
+
+    @property
+    def serves_clients(self) -> bool:
+        """Whether a bridge client can reach anything of it (zBifrost lists it in its
+        features); a plugin of only commands and suites is not listed."""
+        return bool(self.functions or self.events or self.zui or self.hooks or self.services)
 
 
 @dataclass(frozen=True)
@@ -105,6 +117,8 @@ class Registry:
         self.zui_files: dict[str, Path] = {}
         self.commands: dict[str, tuple[str, Command]] = {}
         self.suites: list[tuple[str, str]] = []
+        self.hooks: dict[str, list[tuple[str, Callable[..., Any]]]] = {h: [] for h in HOOKS}
+        self.services: list[tuple[str, Callable[..., Any]]] = []
         self._bases: dict[str, Path] = {}
 
     # --- registration --------------------------------------------------------
@@ -168,6 +182,14 @@ class Registry:
                 _IDENT.fullmatch(part) for part in suite.split(".")
             ):
                 raise bad("test suite", suite, "is not a dotted module name")
+        for hook, target in plugin.hooks.items():
+            if hook not in HOOKS:
+                raise bad("hook", hook, f"is not one of {', '.join(HOOKS)}")
+            if not callable(target):
+                raise bad("hook", hook, "is not callable")
+        for service in plugin.services:
+            if not inspect.iscoroutinefunction(service):
+                raise bad("service", service, "is not an async function taking the bridge")
 
         self.plugins[name] = plugin
         self.functions.update(functions)
@@ -175,6 +197,9 @@ class Registry:
         self.zui_files.update(zui)
         self.commands.update({c.name: (name, c) for c in plugin.commands})
         self.suites.extend((name, suite) for suite in plugin.suites)
+        for hook, target in plugin.hooks.items():
+            self.hooks[hook].append((name, target))
+        self.services.extend((name, service) for service in plugin.services)
         log.debug("registered plugin %s", name)
 
     def load(self, ref: str | Path) -> Plugin:

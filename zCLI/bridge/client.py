@@ -53,6 +53,7 @@ class Client:
         self.inputs: dict[str, asyncio.Future[str | None]] = {}
         self.overflowed = False
         self.gone = asyncio.Event()  # set when the connection task has finished
+        self.state: dict[str, Any] = {}  # plugins keep per-connection state here, by name
         self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize=queue_size)
         self._queue_bytes = queue_bytes
         self.queued_bytes = 0

@@ -38,6 +38,7 @@ from ..session import Session
 from ..version import __version__
 from .client import Client
 from .driver import drive, run_until_wait
+from .extensions import PluginExtensions
 from .limits import LogThrottle, TokenBucket
 from .origins import OriginPolicy
 from .protocol import (
@@ -112,6 +113,7 @@ class zBifrost:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._subscribed: object = None  # the zAuth whose revocations close connections
         self._refusals = LogThrottle()
+        self._extensions = PluginExtensions(zcli.plugins)
         hosts = (self.config.host, zcli.config.http_server.host)
         self._origins = OriginPolicy(self.config.allowed_origins, hosts)
         self._handlers: dict[str, Handler] = {
@@ -145,7 +147,11 @@ class zBifrost:
 
     @property
     def features(self) -> list[str]:
-        plugins = [f"plugin:{name}" for name in sorted(self.zcli.plugins.plugins)]
+        plugins = [
+            f"plugin:{name}"
+            for name, plugin in sorted(self.zcli.plugins.plugins.items())
+            if plugin.serves_clients
+        ]
         return sorted(self._handlers) + plugins
 
     async def start(self, walker: zWalker | None = None) -> None:
@@ -184,6 +190,7 @@ class zBifrost:
             if exc.errno == errno.EADDRINUSE:
                 raise PortInUseError(self.config.host, self.config.port) from None
             raise
+        self._extensions.start_services(self)
         log.info("zBifrost listening on %s", self.url)
 
     async def stop(self, message: str = "The server is shutting down.") -> None:
@@ -193,6 +200,7 @@ class zBifrost:
         if server is None:
             return
         server.close(close_connections=False)
+        await self._extensions.stop_services()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.shutdown_timeout
         shutdown = json.dumps({"event": "server_shutdown", "message": message})
@@ -335,6 +343,7 @@ class zBifrost:
             )
             self.clients.add(client)
             client.send(self._connection_info(client))
+            await self._extensions.run_hooks("connect", EventContext(self, client, None))
             async with asyncio.TaskGroup() as tasks:
                 await self._read_loop(client, tasks)
                 client.finish()  # requests still waiting for input end now
@@ -348,6 +357,7 @@ class zBifrost:
             if client is not None:
                 client.finish()
                 self.clients.discard(client)
+                await self._extensions.run_hooks("disconnect", EventContext(self, client, None))
 
     async def _read_loop(self, client: Client, tasks: asyncio.TaskGroup) -> None:
         try:
@@ -519,11 +529,13 @@ class zBifrost:
                 },
             )
         )
+        await self._extensions.run_hooks("sign_in", EventContext(self, client, rid))
 
     async def _on_auth(self, client: Client, request: Request, rid: Any) -> None:
         assert isinstance(request, AuthRequest)
         client.identity = self.zcli.auth.verify(request.token)
         client.send(result_reply(rid, {"auth": client.identity.to_json()}))
+        await self._extensions.run_hooks("sign_in", EventContext(self, client, rid))
 
     async def _on_logout(self, client: Client, request: Request, rid: Any) -> None:
         if not client.identity.authenticated:
@@ -531,6 +543,7 @@ class zBifrost:
         self.zcli.auth.revoke(client.identity)
         client.identity = ANONYMOUS
         client.send(result_reply(rid, {"message": "Signed out."}))
+        await self._extensions.run_hooks("sign_out", EventContext(self, client, rid))
         if self.config.require_auth:
             await client.wait_sent()
             await client.ws.close(1008, "Signed out.")
@@ -568,6 +581,16 @@ class zBifrost:
                 client.close_soon(1008, "The token has been revoked.")
 
     # --- for plugins ----------------------------------------------------------------
+
+    def clients_of(self, user: str) -> list[Client]:
+        """The open connections signed in as ``user`` (a user may have several)."""
+        return [
+            c for c in list(self.clients) if c.identity.authenticated and c.identity.user == user
+        ]
+
+    def send_to(self, user: str, payload: dict[str, Any]) -> int:
+        """Send one event to every connection of ``user``; returns how many."""
+        return self.broadcast(payload, to=self.clients_of(user))
 
     def broadcast(
         self, payload: dict[str, Any], to: Iterable[Client] | Callable[[Client], bool] | None = None

@@ -1,0 +1,204 @@
+"""What plugins add to the bridge beyond events: connection hooks, services, sending to
+one user's connections, per-connection state; checked on a real bridge and clients."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from zCLI import Command, Plugin, PluginError, Registry
+from zTestSuite import requires_network
+from zTestSuite.bridge import FEATURES, AuthTestCase, BridgeTestCase
+
+WATCH = """
+import asyncio
+from zCLI import Plugin
+
+SEEN = []
+SERVICE = []
+
+
+def connect(ctx):
+    SEEN.append(("connect", ctx.client.identity.user, ctx.request_id))
+    ctx.client.state["watch"] = {"number": len(SEEN)}
+
+
+async def sign_in(ctx):
+    SEEN.append(("sign_in", ctx.client.identity.user, ctx.request_id))
+
+
+def sign_out(ctx):
+    SEEN.append(("sign_out", ctx.client.identity.user, ctx.request_id))
+
+
+def disconnect(ctx):
+    SEEN.append(("disconnect", ctx.client.identity.user, ctx.client in ctx.bridge.clients))
+
+
+def state(ctx, data):
+    return ctx.client.state["watch"]
+
+
+def tell(ctx, data):
+    sent = ctx.bridge.send_to(data["user"], {"event": "told", "text": data["text"]})
+    return {"sent": sent, "connections": len(ctx.bridge.clients_of(data["user"]))}
+
+
+async def heartbeat(bridge):
+    SERVICE.append(("started", bridge.running))
+    try:
+        await asyncio.Event().wait()
+    finally:
+        SERVICE.append(("stopped", bridge.running))
+
+
+PLUGIN = Plugin(
+    "watch",
+    events={"watch.state": state, "watch.tell": tell},
+    hooks={"connect": connect, "sign_in": sign_in, "sign_out": sign_out, "disconnect": disconnect},
+    services=[heartbeat],
+)
+"""
+
+BROKEN = """
+from zCLI import Plugin
+
+
+def connect(ctx):
+    raise RuntimeError("a bug in a hook")
+
+
+PLUGIN = Plugin("broken", hooks={"connect": connect})
+"""
+
+
+def watch() -> Any:
+    return sys.modules["zcli_plugin_watch"]
+
+
+class TestHooks(AuthTestCase):
+    async def asyncSetUp(self) -> None:
+        await super().asyncSetUp()
+        self.write("plugins/watch.py", WATCH)
+
+    @requires_network
+    async def test_hooks_follow_a_connection(self) -> None:
+        """connect, sign_in, sign_out and disconnect run in that order with the identity
+        of the moment; disconnect runs after the connection left bridge.clients."""
+        z = await self.start()
+        z.auth.add_user("ada", "s3cret", "admin")
+        ws = await self.client(z)
+        login = {"event": "login", "username": "ada", "password": "s3cret", "_requestId": "l"}
+        self.assertEqual((await self.request(ws, login))["result"]["user"], "ada")
+        reply = await self.request(ws, {"event": "logout", "_requestId": "o"})
+        self.assertEqual(reply, {"result": {"message": "Signed out."}, "_requestId": "o"})
+        await ws.close()
+        await self.wait_until(lambda: len(watch().SEEN) == 4)
+        self.assertEqual(
+            watch().SEEN,
+            [
+                ("connect", "anonymous", None),
+                ("sign_in", "ada", "l"),
+                ("sign_out", "anonymous", "o"),
+                ("disconnect", "anonymous", False),
+            ],
+        )
+
+    @requires_network
+    async def test_per_connection_state(self) -> None:
+        """A plugin keeps state per connection in client.state."""
+        z = await self.start()
+        first, second = await self.client(z), await self.client(z)
+        one = await self.request(first, {"event": "watch.state", "_requestId": 1})
+        two = await self.request(second, {"event": "watch.state", "_requestId": 2})
+        self.assertEqual(one, {"result": {"number": 1}, "_requestId": 1})
+        self.assertEqual(two, {"result": {"number": 2}, "_requestId": 2})
+        again = await self.request(first, {"event": "watch.state", "_requestId": 3})
+        self.assertEqual(again, {"result": {"number": 1}, "_requestId": 3})
+
+    @requires_network
+    async def test_send_to_one_users_connections(self) -> None:
+        """send_to reaches every connection of that user and nobody else."""
+        z = await self.start_auth()
+        z.auth.add_user("bob", "pa55word", "user")
+        ada_one = await self.client(z, path=f"/?token={z.auth.login('ada', 's3cret').token}")
+        ada_two = await self.client(z, path=f"/?token={z.auth.login('ada', 's3cret').token}")
+        bob = await self.client(z, path=f"/?token={z.auth.login('bob', 'pa55word').token}")
+        tell = {"event": "watch.tell", "data": {"user": "ada", "text": "hi"}, "_requestId": 7}
+        self.assertEqual(
+            await self.request(bob, tell),
+            {"result": {"sent": 2, "connections": 2}, "_requestId": 7},
+        )
+        told = {"event": "told", "text": "hi"}
+        self.assertEqual([await self.recv(ada_one), await self.recv(ada_two)], [told, told])
+        await self.assertQuiet(bob)
+        nobody = {"event": "watch.tell", "data": {"user": "eve", "text": "x"}, "_requestId": 8}
+        self.assertEqual(
+            await self.request(bob, nobody),
+            {"result": {"sent": 0, "connections": 0}, "_requestId": 8},
+        )
+
+    @requires_network
+    async def test_a_failing_hook_is_logged_and_the_connection_goes_on(self) -> None:
+        """A hook that raises is logged with its plugin's name; the client is served."""
+        self.write("plugins/broken.py", BROKEN)
+        z = await self.start()
+        with self.assertLogs("zCLI.zBifrost", "ERROR") as logs:
+            ws = await self.client(z)
+            await self.assertQuiet(ws)
+        self.assertEqual(
+            logs.output[0].splitlines()[0],
+            "ERROR:zCLI.zBifrost:plugin broken: its connect hook failed",
+        )
+
+
+class TestServices(BridgeTestCase):
+    @requires_network
+    async def test_services_live_as_long_as_the_bridge(self) -> None:
+        """A service starts once the bridge listens and is cancelled when it stops."""
+        self.write("plugins/watch.py", WATCH)
+        z = await self.start()
+        await self.wait_until(lambda: watch().SERVICE == [("started", True)])
+        await z.comm.stop()
+        self.assertEqual(watch().SERVICE, [("started", True), ("stopped", False)])
+
+
+class TestRegistration(BridgeTestCase):
+    def test_bad_hooks_and_services_are_refused(self) -> None:
+        """An unknown hook, a hook that is not callable, or a service that is not an
+        async function stops registration with a sentence naming the plugin."""
+
+        def service(bridge: Any) -> None:
+            return None
+
+        for plugin, message in (
+            (
+                Plugin("p", hooks={"open": print}),
+                "plugin 'p': hook 'open' is not one of connect, sign_in, sign_out, disconnect",
+            ),
+            (Plugin("p", hooks={"connect": 3}), "plugin 'p': hook 'connect' is not callable"),
+            (
+                Plugin("p", services=[service]),
+                f"plugin 'p': service {service!r} is not an async function taking the bridge",
+            ),
+        ):
+            with self.subTest(message=message):
+                with self.assertRaises(PluginError) as caught:
+                    Registry().register(plugin)
+                self.assertEqual(str(caught.exception), message)
+
+    @requires_network
+    async def test_command_only_plugins_are_not_features(self) -> None:
+        """A plugin of only commands and suites is not listed in connection_info."""
+        self.write(
+            "plugins/tool.py",
+            """
+            from zCLI import Command, Plugin
+            PLUGIN = Plugin("tool", commands=[Command("tool", "a tool", lambda args: 0)])
+            """,
+        )
+        z = await self.start()
+        info = await self.recv(await self.connect(z))
+        self.assertEqual(info["data"]["features"], FEATURES)
+        self.assertFalse(Plugin("x", commands=[Command("x", "", lambda a: 0)]).serves_clients)
+        self.assertTrue(Plugin("x", hooks={"connect": print}).serves_clients)
