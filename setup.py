@@ -19,6 +19,7 @@ setup(
         "PyYAML>=6",
         "unittest-xml-reporting>=3.2",
         "PyJWT>=2.8",
+        "httpx>=0.27",  # zChat's OpenAI-compatible bot
     ],
     extras_require={
         "test": ["playwright>=1.40", "hypothesis>=6"],

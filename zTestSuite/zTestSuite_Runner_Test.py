@@ -201,11 +201,18 @@ class TestWorkspace(RunnerCase):
         self.assertEqual(names[-3:], ["shop_checks", "orders", "shop_checks"])
 
     def test_outside_any_app_runs_the_builtin_suites(self) -> None:
-        """In a folder that is no app, the run is zCLI's self-test."""
+        """In a folder that is no app, the run is zCLI's self-test: its own suites, then
+        those of the installed plugins (entry points), such as zChat's."""
+        from importlib.metadata import entry_points
+
         done = self.runner("--list", plugin=False)
-        names = [line.split(" ")[0] for line in done.stdout.splitlines() if line[:1] != " "]
+        suites = [line for line in done.stdout.splitlines() if line[:1] != " "]
         tests = sorted((REPO_ROOT / "zTestSuite").glob("*_Test.py"))
-        self.assertEqual(names, [path.stem[: -len("_Test")] for path in tests])
+        builtin = [f"{p.stem[:-5]} (zTestSuite.{p.stem}, from zTestSuite)" for p in tests]
+        self.assertEqual(suites[: len(builtin)], builtin)
+        installed = {point.name for point in entry_points(group="zcli.plugins")}
+        origins = {line.rsplit("from ", 1)[1].rstrip(")") for line in suites[len(builtin) :]}
+        self.assertLessEqual(origins, installed)
 
     def test_not_an_app(self) -> None:
         """--workspace on a missing folder or one that is no app is a usage error."""
