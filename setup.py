@@ -25,5 +25,8 @@ setup(
         "test": ["playwright>=1.40", "hypothesis>=6"],
         "dev": ["ruff>=0.6", "mypy>=1.10", "types-PyYAML"],
     },
-    entry_points={"console_scripts": ["zcli = zCLI.cli:main"]},
+    entry_points={
+        "console_scripts": ["zcli = zCLI.cli:main"],
+        "zcli.plugins": ["chat = zCLI.apps.chat"],
+    },
 )

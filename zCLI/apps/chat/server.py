@@ -1,0 +1,31 @@
+"""``zcli chat -s``: zBifrost with the ``chat_server`` plugin, plus zServer."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from zCLI import zCLI
+
+__all__ = ["run"]
+
+_OPTIONS = ("db", "ack_timeout", "keepalive", "max_text", "max_stored", "max_online",
+            "max_rate", "room_history", "auth_timeout")  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+    for option in _OPTIONS:
+        value = getattr(args, option, None)
+        if value is not None:
+            os.environ[f"ZCHAT_{option.upper()}"] = str(value)
+    http: dict[str, object] = {"enabled": args.http_port is not None, "host": args.host}
+    if args.http_port is not None:
+        http["port"] = args.http_port
+    spark = {
+        "zWorkspace": os.path.abspath(args.workspace),
+        "zMode": "zBifrost",
+        "plugins": ["zCLI.apps.chat.bridge"],
+        "websocket": {"host": args.host, "port": args.server_port, "require_auth": True},
+        "http_server": http,
+    }
+    return zCLI(spark).run()

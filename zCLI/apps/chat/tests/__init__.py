@@ -1,0 +1,1 @@
+"""zChat's suites, run by python -m zTestSuite through the chat plugin."""

@@ -1,0 +1,333 @@
+"""zChat's pure core and its SQLite storage: events in, effects out; real files."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from zCLI import RequestError, StorageError
+from zCLI.apps.chat import messages as m
+from zCLI.apps.chat.core import (
+    AddUser,
+    CancelTimer,
+    ChatCore,
+    Close,
+    Delete,
+    Effect,
+    Limits,
+    Message,
+    Reply,
+    RoomMessage,
+    Send,
+    StartTimer,
+    Store,
+    StoreRoom,
+    StoreRoomMessage,
+)
+from zCLI.apps.chat.storage import SQLiteStorage
+from zTestSuite import zTestCase
+
+
+def table(**online: bool) -> dict[str, Any]:
+    rows = [{"user": user, "online": up} for user, up in sorted(online.items())]
+    return {"event": "chat.clients", "data": {"table": rows}}
+
+
+def status(message_id: int, state: str) -> dict[str, Any]:
+    return {"event": "chat.status", "data": {"id": message_id, "status": state}}
+
+
+class ChatTestCase(zTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.core = ChatCore(Limits(max_text=10, max_stored=2, max_online=3, max_rate=3))
+
+    def sign_in(self, *users: str) -> None:
+        for user in users:
+            self.core.connected(user, f"{user}-conn", 0.0)
+
+    def do(self, user: str, event: str, now: float = 0.0, **data: Any) -> list[Effect]:
+        return self.core.received(f"{user}-conn", m.parse(event, data), now)
+
+    def assertRefused(self, code: str, sentence: str, user: str, event: str, **data: Any):
+        with self.assertRaises(RequestError) as caught:
+            self.do(user, event, **data)
+        self.assertEqual((caught.exception.code, caught.exception.message), (code, sentence))
+
+
+class TestParse(zTestCase):
+    def test_parses_each_event(self) -> None:
+        """Well-formed data becomes the event's dataclass, and back to JSON."""
+        event = m.parse("chat.send", {"to": "bob", "text": "hi"})
+        self.assertEqual(event, m.Send("bob", "hi"))
+        self.assertEqual(
+            event.to_json(), {"event": "chat.send", "data": {"to": "bob", "text": "hi"}}
+        )
+        self.assertEqual(m.parse("chat.users", None), m.Users())
+        self.assertEqual(m.parse("chat.room.history", {"room": "r"}), m.RoomHistory("r", None))
+
+    def test_bad_data_is_named(self) -> None:
+        """Missing, wrong-typed, oversized and unknown fields are refused with a sentence."""
+        cases = [
+            ("chat.send", {"to": "bob"}, "missing_field", "chat.send needs the field 'text'."),
+            ("chat.send", {"to": 3, "text": "x"}, "invalid_message",
+             "Field 'to' must be a string."),
+            ("chat.send", {"to": "b", "text": "x", "colour": 1}, "invalid_message",
+             "chat.send has no field named 'colour'."),
+            ("chat.send", [], "invalid_message", "The data of chat.send must be an object."),
+            ("chat.ack", {"id": True}, "invalid_message", "Field 'id' must be a positive integer."),
+            ("chat.ack", {"id": 0}, "invalid_message", "Field 'id' must be a positive integer."),
+            ("chat.send", {"to": "b" * 33, "text": "x"}, "too_large",
+             "Field 'to' has 33 characters; at most 32 are allowed."),
+            ("chat.register", {"username": "a b", "password": "p"}, "invalid_message",
+             "Field 'username' must be 1 to 32 letters, digits, '_', '-' or '.'."),
+            ("chat.nope", {}, "unknown_event", "There is no chat event named 'chat.nope'."),
+        ]  # fmt: skip
+        for event, data, code, sentence in cases:
+            with self.subTest(event=event, data=data), self.assertRaises(RequestError) as caught:
+                m.parse(event, data)
+            self.assertEqual((caught.exception.code, caught.exception.message), (code, sentence))
+
+
+class TestPresence(ChatTestCase):
+    def test_sign_in_sends_the_table_to_everyone_online(self) -> None:
+        """A user coming online makes every online connection get the client table."""
+        self.sign_in("alice")
+        effects = self.core.connected("bob", "bob-conn", 0.0)
+        expected = table(alice=True, bob=True)
+        self.assertEqual(
+            effects, [AddUser("bob"), Send("alice-conn", expected), Send("bob-conn", expected)]
+        )
+
+    def test_dereg_and_reg_update_the_table(self) -> None:
+        """dereg takes the user offline for everyone; reg brings them back."""
+        self.sign_in("alice", "bob")
+        self.assertEqual(
+            self.do("alice", "chat.dereg"),
+            [Reply({"status": "offline"}), Send("bob-conn", table(alice=False, bob=True))],
+        )
+        self.assertEqual(self.core.online(), ["bob"])
+        expected = table(alice=True, bob=True)
+        self.assertEqual(
+            self.do("alice", "chat.reg"),
+            [Reply({"status": "online", "pending": 0}), Send("alice-conn", expected),
+             Send("bob-conn", expected)],
+        )  # fmt: skip
+
+    def test_disconnect_goes_offline_once_the_last_connection_ends(self) -> None:
+        """A user with two connections stays online until both have gone."""
+        self.sign_in("alice", "bob")
+        self.core.connected("bob", "bob-2", 0.0)
+        self.assertEqual(self.core.disconnected("bob-conn"), [])
+        self.assertEqual(
+            self.core.disconnected("bob-2"), [Send("alice-conn", table(alice=True, bob=False))]
+        )
+
+    def test_keepalive_closes_silent_connections(self) -> None:
+        """A connection silent past the keep-alive is closed; one that speaks stays."""
+        core = ChatCore(Limits(keepalive=5))
+        core.connected("alice", "a", 0.0)
+        core.connected("bob", "b", 0.0)
+        core.received("b", m.Keepalive(), 4.0)
+        self.assertEqual(
+            core.tick(6.0),
+            [Close("a", 1008, "No keep-alive within 5 seconds."),
+             Send("b", table(alice=False, bob=True))],
+        )  # fmt: skip
+        self.assertEqual(core.tick(8.9), [])
+
+    def test_full_server_refuses_one_more_user(self) -> None:
+        """Past max_online users, a new user's connection is closed 1013."""
+        self.sign_in("a", "b", "c")
+        self.assertEqual(
+            self.core.connected("d", "d-conn", 0.0),
+            [Close("d-conn", 1013, "The chat server is full; try again later.")],
+        )
+
+    def test_unsigned_connection_is_refused(self) -> None:
+        """An event from a connection the core does not know is unauthorized."""
+        with self.assertRaises(RequestError) as caught:
+            self.core.received("ghost", m.Users(), 0.0)
+        self.assertEqual(caught.exception.code, "unauthorized")
+
+
+class TestDirectMessages(ChatTestCase):
+    def test_online_message_acknowledged_is_delivered(self) -> None:
+        """An online addressee gets the message; its ack tells the sender 'delivered'."""
+        self.sign_in("alice", "bob")
+        message = Message(1, "alice", "bob", "hi", 5.0)
+        self.assertEqual(
+            self.do("alice", "chat.send", 5.0, to="bob", text="hi"),
+            [Reply({"id": 1, "ts": 5.0}), Send("bob-conn", message.event()), StartTimer(1, 0.5)],
+        )
+        self.assertEqual(
+            self.do("bob", "chat.ack", id=1),
+            [Reply({"acked": True}), CancelTimer(1), Send("alice-conn", status(1, "delivered"))],
+        )
+        self.assertEqual(self.do("bob", "chat.ack", id=1), [Reply({"acked": False})])
+
+    def test_no_ack_stores_and_later_delivers_in_order(self) -> None:
+        """Without an ack the message is stored, replayed on reg with its ts, deleted on ack."""
+        self.sign_in("alice", "bob")
+        self.do("alice", "chat.send", 5.0, to="bob", text="one")
+        first = Message(1, "alice", "bob", "one", 5.0)
+        self.assertEqual(
+            self.core.ack_timeout(1, 5.5), [Store(first), Send("alice-conn", status(1, "stored"))]
+        )
+        self.assertEqual(self.core.ack_timeout(1, 5.6), [])
+        self.do("bob", "chat.dereg")
+        second = Message(2, "alice", "bob", "two", 7.0)
+        self.assertEqual(
+            self.do("alice", "chat.send", 7.0, to="bob", text="two"),
+            [Reply({"id": 2, "ts": 7.0}), Store(second), Send("alice-conn", status(2, "stored"))],
+        )
+        effects = self.do("bob", "chat.reg", 9.0)
+        self.assertEqual(
+            effects[:4],
+            [Reply({"status": "online", "pending": 2}),
+             Send("bob-conn", {"event": "chat.offline", "data": {"count": 2}}),
+             Send("bob-conn", first.event(offline=True)),
+             Send("bob-conn", second.event(offline=True))],
+        )  # fmt: skip
+        self.assertEqual(self.do("bob", "chat.ack", id=2), [Reply({"acked": True}), Delete((2,))])
+        self.assertEqual(self.core.stored, {"bob": [first]})
+
+    def test_refusals_reach_the_sender_only(self) -> None:
+        """Unknown users, long texts, full mailboxes and floods are refused with a code."""
+        self.sign_in("alice", "bob")
+        self.assertRefused("unknown_user", "There is no user named 'carol'.", "alice",
+                           "chat.send", to="carol", text="x")  # fmt: skip
+        self.assertRefused("too_large", "The text has 11 characters; at most 10 are allowed.",
+                           "alice", "chat.send", to="bob", text="x" * 11)  # fmt: skip
+        self.core.disconnected("bob-conn")
+        self.do("alice", "chat.send", to="bob", text="1")
+        self.do("alice", "chat.send", to="bob", text="2")
+        full = "bob has 2 stored messages, the most allowed; the message was not stored."
+        self.assertRefused("mailbox_full", full, "alice", "chat.send", to="bob", text="3")
+        self.do("alice", "chat.keepalive")
+        self.do("alice", "chat.send_all", text="x")
+        self.assertRefused("rate_limited", "You sent more than 3 messages a second; the message "
+                           "was not sent.", "alice", "chat.send_all", text="y")  # fmt: skip
+        self.do("alice", "chat.dereg")
+        self.assertRefused("offline", "You are offline; send chat.reg before sending messages.",
+                           "alice", "chat.send_all", text="y")  # fmt: skip
+
+    def test_send_all_reaches_others_and_stores_for_offline(self) -> None:
+        """send_all goes to every other online user and is stored for offline ones."""
+        self.sign_in("alice", "bob", "carol")
+        self.core.disconnected("carol-conn")
+        effects = self.do("alice", "chat.send_all", 3.0, text="hello")
+        self.assertEqual(
+            effects,
+            [Reply({"ts": 3.0, "delivered": 1, "stored": 1}),
+             Send("bob-conn", Message(1, "alice", "bob", "hello", 3.0, all=True).event()),
+             Store(Message(2, "alice", "carol", "hello", 3.0, all=True))],
+        )  # fmt: skip
+
+
+class TestInitialDataAndRooms(ChatTestCase):
+    def test_users_online_and_rooms(self) -> None:
+        """users lists everyone with status, online the names, rooms the user's rooms."""
+        self.sign_in("alice", "bob")
+        self.core.registered("carol")
+        self.do("bob", "chat.room.create", room="b-room")
+        self.assertEqual(
+            self.do("alice", "chat.users"),
+            [Reply({"users": [{"user": "alice", "online": True}, {"user": "bob", "online": True},
+                              {"user": "carol", "online": False}]})],
+        )  # fmt: skip
+        self.assertEqual(self.do("alice", "chat.online"), [Reply({"users": ["alice", "bob"]})])
+        self.assertEqual(self.do("alice", "chat.rooms"), [Reply({"rooms": []})])
+        self.assertEqual(self.do("bob", "chat.rooms"), [Reply({"rooms": ["b-room"]})])
+
+    def test_room_lifecycle(self) -> None:
+        """Rooms are created, joined, spoken in, read back and left."""
+        self.sign_in("alice", "bob")
+        self.assertEqual(
+            self.do("alice", "chat.room.create", room="r"),
+            [Reply({"room": "r"}), StoreRoom("r", ("alice",))],
+        )
+        self.assertRefused("room_exists", "There is already a room named 'r'.", "bob",
+                           "chat.room.create", room="r")  # fmt: skip
+        self.assertRefused("not_member", "You are not a member of room 'r'.", "bob",
+                           "chat.room.send", room="r", text="x")  # fmt: skip
+        self.do("bob", "chat.room.join", room="r")
+        said = RoomMessage(1, "r", "alice", "hey", 2.0)
+        self.assertEqual(
+            self.do("alice", "chat.room.send", 2.0, room="r", text="hey"),
+            [Reply({"id": 1, "ts": 2.0}), StoreRoomMessage(said),
+             Send("bob-conn", {"event": "chat.room.message", "data": said.to_json()})],
+        )  # fmt: skip
+        self.assertEqual(
+            self.do("bob", "chat.room.history", room="r"), [Reply({"messages": [said.to_json()]})]
+        )
+        self.assertEqual(self.do("bob", "chat.room.leave", room="r")[1], StoreRoom("r", ("alice",)))
+        self.assertRefused("unknown_room", "There is no room named 'x'.", "bob",
+                           "chat.room.join", room="x")  # fmt: skip
+
+
+class TestSQLiteStorage(zTestCase):
+    def test_round_trip_survives_reopening(self) -> None:
+        """Stored messages, users and rooms come back after the file is reopened."""
+        path = self.workspace / "chat.sqlite3"
+        store = SQLiteStorage(path)
+        one = Message(1, "alice", "bob", "one", 1.5)
+        two = Message(2, "alice", "bob", "two", 2.5, all=True)
+        store.add_user("bob")
+        store.add_user("alice")
+        store.store(two)
+        store.store(one)
+        store.save_room("r", ("alice", "bob"))
+        for i in range(3, 6):
+            store.store_room_message(RoomMessage(i, "r", "alice", str(i), float(i)), keep=2)
+        store.delete((2,))
+        store.close()
+        again = SQLiteStorage(path)
+        self.addCleanup(again.close)
+        self.assertEqual(again.users(), ["alice", "bob"])
+        self.assertEqual(again.stored(), [one])
+        self.assertEqual(again.rooms(), [("r", ["alice", "bob"])])
+        self.assertEqual([r.id for r in again.room_messages()], [4, 5])
+        self.assertEqual(again.next_id(), 6)
+        self.assertEqual(sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone(), ("wal",))
+
+    def test_core_restores_from_storage(self) -> None:
+        """A restarted core replays what the storage holds and continues the ids."""
+        store = SQLiteStorage(self.workspace / "chat.sqlite3")
+        self.addCleanup(store.close)
+        store.store(Message(7, "alice", "bob", "kept", 1.0))
+        core = ChatCore(users={"alice", "bob"})
+        core.restore(store.stored(), store.rooms(), store.room_messages())
+        core.next_id = max(core.next_id, store.next_id())
+        effects = core.connected("bob", "b", 2.0)
+        self.assertEqual(
+            effects[:2],
+            [Send("b", {"event": "chat.offline", "data": {"count": 1}}),
+             Send("b", Message(7, "alice", "bob", "kept", 1.0).event(offline=True))],
+        )  # fmt: skip
+        self.assertEqual(core.next_id, 8)
+
+    def test_removed_file_is_a_storage_error(self) -> None:
+        """A database file removed under the server refuses writes with a sentence."""
+        path = self.workspace / "chat.sqlite3"
+        store = SQLiteStorage(path)
+        self.addCleanup(store.close)
+        path.unlink()
+        with self.assertRaises(StorageError) as caught:
+            store.store(Message(1, "a", "b", "x", 1.0))
+        self.assertEqual(
+            str(caught.exception),
+            "The chat storage is unavailable; try again later "
+            f"(storing a message: {path} is gone).",
+        )
+
+    def test_unopenable_path_is_a_storage_error(self) -> None:
+        """A database path that cannot be created is refused at once."""
+        blocker = self.write("file", "x")
+        with self.assertRaises(StorageError) as caught:
+            SQLiteStorage(blocker / "chat.sqlite3")
+        self.assertTrue(
+            str(caught.exception).startswith(
+                f"The chat database {blocker / 'chat.sqlite3'} cannot be opened:"
+            )
+        )
