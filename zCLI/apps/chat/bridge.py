@@ -61,7 +61,7 @@ class ChatServer:
     def __init__(self, bridge: Any, settings: Settings) -> None:
         self.bridge = bridge
         self.settings = settings
-        state_dir = Path(bridge.zcli.config.state_dir)
+        state_dir = Path(bridge.zcli.state_dir)  # the workspace's, not the current folder's
         path = Path(settings.db) if settings.db else state_dir / "chat.sqlite3"
         self.storage = SQLiteStorage(path)
         self.core = c.ChatCore(settings.limits, users=set(self.storage.users()))
