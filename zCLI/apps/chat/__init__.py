@@ -28,6 +28,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="ARG",
         help="run the terminal client: NICK HOST PORT [CLIENT_PORT]",
     )
+    parser.add_argument(
+        "--password-stdin", action="store_true", help="client: read the password from stdin"
+    )
     parser.add_argument("--db", help="the SQLite file (default: chat.sqlite3 in the state folder)")
     parser.add_argument("--http-port", type=int, help="the zServer port (default 8080)")
     parser.add_argument("--host", default="127.0.0.1", help="the address to listen on")
@@ -56,5 +59,10 @@ def run(args: argparse.Namespace) -> int:
 PLUGIN = Plugin(
     "chat",
     commands=[Command("chat", "run the zChat server (-s) or terminal client (-c)", run, configure)],
-    suites=["zCLI.apps.chat.tests.chat_core_Test", "zCLI.apps.chat.tests.chat_bots_Test"],
+    suites=[
+        "zCLI.apps.chat.tests.chat_core_Test",
+        "zCLI.apps.chat.tests.chat_bots_Test",
+        "zCLI.apps.chat.tests.chat_terminal_Test",
+        "zCLI.apps.chat.tests.chat_plan001_Test",
+    ],
 )
