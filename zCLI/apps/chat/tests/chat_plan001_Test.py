@@ -122,9 +122,9 @@ class Plan001Test(unittest.TestCase):
         user1.expect(">>> [You are now offline. Bye.]")
         for client in (user2, user3):
             client.expect(">>> [Client Table Updated]")
-        user2.type("send user1 hello?")
-        user3.type("send user1 are you still there?")
-        for client in (user2, user3):
+        # one after the other, as in the plan: stored messages come back in this order
+        for client, text in ((user2, "hello?"), (user3, "are you still there?")):
+            client.type(f"send user1 {text}")
             client.expect(
                 ">>> [No ACK from user1, message sent to server.]",
                 ">>> [Messages received by the server and saved.]",
