@@ -9,9 +9,10 @@ progress, the summary, ``--json``, ``--html`` and the closing line do not depend
 
 Suites that set ``SERIAL`` run last, one at a time, with no other worker running. A
 worker that dies before it reports its suite becomes a failed test naming its exit
-status, with the tail of its output. Ctrl-C (or SIGTERM) is passed on to the running
-workers as SIGINT: each stops its processes and reports what finished; a worker still
-running after the deadline is killed.
+status, with the tail of its output. Ctrl-C (or SIGTERM) reaches the parent as one more
+event in its queue (``signals_call``), never in the middle of its bookkeeping; it is
+passed on to the running workers as SIGINT: each stops its processes and reports what
+finished; a worker still running after the deadline is killed.
 """
 
 from __future__ import annotations
@@ -26,14 +27,14 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
 from .discovery import Suite
 from .execution import Loaded, Outcome, load_suite, run_suites
 from .harness import timeout
-from .interrupts import stop_on_signals
+from .interrupts import signals_call, stop_on_signals
 from .recorder import Observer, write_lost_suite_xml
 from .records import SuiteRecord, TestRecord
 
@@ -110,7 +111,7 @@ class _Worker:
         self.reported = False
         self.output = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")
         read_end, write_end = os.pipe()
-        spec = WorkerSpec(**{**asdict(spec), "suite": suite, "fd": write_end})
+        spec = replace(spec, suite=suite, fd=write_end)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "zTestSuite", "--worker", spec.to_json()],
             stdin=subprocess.DEVNULL,
@@ -182,7 +183,7 @@ def run_parallel(
         str(xml_dir) if xml_dir else None,
         failfast,
     )
-    events: queue.Queue[tuple[_Worker, dict[str, Any] | None]] = queue.Queue()
+    events: queue.Queue[tuple[_Worker | None, dict[str, Any] | None]] = queue.Queue()
     pending = [item for item in loaded if not item.serial] + [i for i in loaded if i.serial]
     running: list[_Worker] = []
     started: list[_Worker] = []
@@ -218,25 +219,30 @@ def run_parallel(
             outcome.interrupted = outcome.interrupted or bool(event["interrupted"])
             outcome.interrupted_tests += event["interrupted_tests"]
 
-    try:
+    stopping_since: float | None = None  # when Ctrl-C or SIGTERM arrived
+    with signals_call(lambda: events.put((None, None))):
         while running or (pending and not stop_starting):
             while pending and not stop_starting and _can_start(pending[0], running, jobs):
                 worker = _Worker(pending.pop(0), spec, events)
                 running.append(worker)
                 started.append(worker)
-            handle(*events.get())
-    except KeyboardInterrupt:
-        outcome.interrupted = True
-        for worker in running:
-            worker.interrupt()
-        deadline = time.monotonic() + timeout(10)
-        while running:
+            wait = None
+            if stopping_since is not None:
+                wait = max(0.0, stopping_since + timeout(10) - time.monotonic())
             try:
-                handle(*events.get(timeout=max(0.0, deadline - time.monotonic())))
-            except queue.Empty:
+                source, event = events.get(timeout=wait)
+            except queue.Empty:  # workers that outlived the deadline
                 for worker in running:
                     worker.kill()
-                deadline = time.monotonic() + timeout(10)
+                stopping_since = time.monotonic()
+                continue
+            if source is not None:
+                handle(source, event)
+            elif stopping_since is None:  # a signal: pass it on, start nothing more
+                outcome.interrupted, stop_starting = True, True
+                stopping_since = time.monotonic()
+                for worker in running:
+                    worker.interrupt()
     outcome.not_run = [item.suite.name for item in pending]
     order = {id(item): index for index, item in enumerate(loaded)}
     outcome.suites = [w.record for w in sorted(started, key=lambda w: order[id(w.loaded)])]
