@@ -143,14 +143,14 @@ class Proc(unittest.TestCase):
 # Runs the test in a hang: the first test passes, the second blocks until interrupted.
 HANG = """
 import os
+import socket
 import sys
 import threading
 import unittest
-from pathlib import Path
 
 from zTestSuite import ServerProcess
 
-SCRIPT = "import time\\nprint('up', flush=True)\\ntime.sleep(600)\\n"
+SCRIPT = "import signal\\nprint('up', flush=True)\\nsignal.pause()\\n"
 
 
 class Hang(unittest.TestCase):
@@ -160,7 +160,9 @@ class Hang(unittest.TestCase):
     def test_b_hangs(self):
         proc = ServerProcess([sys.executable, "-c", SCRIPT])
         proc.wait_for("^up$")
-        Path(os.environ["PID_FILE"]).write_text(str(proc.pid))
+        with socket.socket(socket.AF_UNIX) as tell:  # the test waits for this pid
+            tell.connect(os.environ["PID_SOCKET"])
+            tell.sendall(str(proc.pid).encode())
         threading.Event().wait()
 """
 

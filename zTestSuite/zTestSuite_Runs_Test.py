@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 import pty
 import re
+import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,22 +19,36 @@ from zTestSuite import ServerProcess, requires_network, timeout, zTestCase
 from zTestSuite._runner_fixtures import RunnerCase
 
 
-def wait_for_file(path: Path, units: float = 10) -> str:
-    """The text of a file another process writes, once it is there."""
-    deadline = time.monotonic() + timeout(units)
-    while not path.exists() or not path.read_text():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{path} was not written in time")
-        time.sleep(0.01)  # polling a file another process writes
-    return path.read_text()
+def receive_pid(listener: socket.socket, units: float = 10) -> int:
+    """The pid another process sends to ``listener`` (a Unix socket), once it does."""
+    listener.settimeout(timeout(units))
+    peer, _ = listener.accept()
+    with peer:
+        peer.settimeout(timeout(units))
+        return int(peer.recv(64))
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie waiting to be reaped does not)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
         return False
-    return True
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def wait_exited(pid: int, units: float = 5) -> None:
+    """Until ``pid`` has exited: a pidfd becomes readable then (no polling)."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        readable, _, _ = select.select([pidfd], [], [], timeout(units))
+    finally:
+        os.close(pidfd)
+    if not readable:
+        raise AssertionError(f"process {pid} did not exit in time")
 
 
 class TestTimeLimits(RunnerCase):
@@ -148,17 +164,20 @@ class TestParallel(RunnerCase):
 
 class TestInterrupt(RunnerCase):
     def interrupt(self, signum: int, *args: str) -> tuple[subprocess.Popen[str], str, str]:
-        pid_file = self.workspace / "pid"
+        listener = socket.socket(socket.AF_UNIX)
+        self.addCleanup(listener.close)
+        listener.bind(str(self.workspace / "pid.sock"))
+        listener.listen(1)
         runner = subprocess.Popen(
             self.command("--suite", "hang", "--suite", "needs", *args),
             cwd=self.workspace,
-            env=self.environ({"PID_FILE": str(pid_file)}),
+            env=self.environ({"PID_SOCKET": str(self.workspace / "pid.sock")}),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
         self.addCleanup(runner.kill)
-        child = int(wait_for_file(pid_file))
+        child = receive_pid(listener)
         self.assertTrue(pid_alive(child))
         runner.send_signal(signum)
         out, err = runner.communicate(timeout=timeout(15))
@@ -194,12 +213,12 @@ class TestInterrupt(RunnerCase):
 
 
 PORT_SCRIPT = """
-import socket, subprocess, sys, time
-child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+import signal, socket, subprocess, sys
+child = subprocess.Popen([sys.executable, "-c", "import signal; signal.pause()"])
 print("child", child.pid, flush=True)
 server = socket.create_server(("127.0.0.1", 0))
 print("port", server.getsockname()[1], flush=True)
-time.sleep(600)
+signal.pause()  # serve until stopped
 """
 
 
@@ -213,9 +232,7 @@ class TestServerProcess(zTestCase):
         port = int(proc.wait_for(r"^port (\d+)$").group(1))
         proc.wait_for_port(port)
         self.assertEqual(proc.stop(), -signal.SIGTERM)
-        deadline = time.monotonic() + timeout(5)
-        while pid_alive(child) and time.monotonic() < deadline:
-            time.sleep(0.01)  # the child is reaped by init, a moment after the signal
+        wait_exited(child)
         self.assertFalse(pid_alive(child))
 
     def test_a_process_that_ends_early(self) -> None:

@@ -82,6 +82,16 @@ class Plan001Test(unittest.TestCase):
         self.clients.append(client)
         return client
 
+    def join(self, *clients: tuple[str, int]) -> list[Client]:
+        """Start clients one by one; as each comes online, everyone online so far
+        prints the updated client table."""
+        online: list[Client] = []
+        for nick, client_port in clients:
+            online.append(self.start(nick, client_port))
+            for client in online:
+                client.expect(">>> [Client Table Updated]")
+        return online
+
     def assertTranscripts(self) -> None:  # noqa: N802 (unittest style)
         """Every client printed exactly the lines expected of it, nothing between."""
         for client in self.clients:
@@ -98,14 +108,7 @@ class Plan001Test(unittest.TestCase):
     def test_1_direct_messages_dereg_and_stored(self) -> None:
         """Test 1: all direct messages delivered; messages to a deregistered user stored
         and delivered with their timestamps on reg."""
-        user1 = self.start("user1", 9001)
-        user1.expect(">>> [Client Table Updated]")
-        user2 = self.start("user2", 9101)
-        for client in (user1, user2):
-            client.expect(">>> [Client Table Updated]")
-        user3 = self.start("user3", 9201)
-        for client in (user1, user2, user3):
-            client.expect(">>> [Client Table Updated]")
+        user1, user2, user3 = self.join(("user1", 9001), ("user2", 9101), ("user3", 9201))
         chats = [
             (user1, "user1", user2, "user2", "hello nice to meet you."),
             (user1, "user1", user3, "user3", "hi!"),
@@ -147,11 +150,7 @@ class Plan001Test(unittest.TestCase):
     def test_2_server_gone(self) -> None:
         """Test 2: with the server gone, a send fails after the retries and the client
         exits with status 1."""
-        user1 = self.start("user1", 9013)
-        user1.expect(">>> [Client Table Updated]")
-        user2 = self.start("user2", 9113)
-        for client in (user1, user2):
-            client.expect(">>> [Client Table Updated]")
+        user1, user2 = self.join(("user1", 9013), ("user2", 9113))
         user2.type("dereg user2")
         user2.expect(">>> [You are now offline. Bye.]")
         user1.expect(">>> [Client Table Updated]")
@@ -170,14 +169,7 @@ class Plan001Test(unittest.TestCase):
 
     def test_3_group_messages(self) -> None:
         """Test 3: send_all reaches every other user; a user who left is not among them."""
-        user1 = self.start("user1", 9014)
-        user1.expect(">>> [Client Table Updated]")
-        user2 = self.start("user2", 9114)
-        for client in (user1, user2):
-            client.expect(">>> [Client Table Updated]")
-        user3 = self.start("user3", 9214)
-        for client in (user1, user2, user3):
-            client.expect(">>> [Client Table Updated]")
+        user1, user2, user3 = self.join(("user1", 9014), ("user2", 9114), ("user3", 9214))
         user1.type("send_all hello guys")
         user1.expect(">>> [Message received by the server.]")
         for client in (user2, user3):
