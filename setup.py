@@ -13,7 +13,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(include=["zCLI", "zCLI.*", "zTestSuite", "zTestSuite.*"]),
-    package_data={"zCLI": ["static/*"]},
+    package_data={"zCLI": ["static/*", "apps/chat/web/*"]},
     install_requires=[
         "websockets>=13",
         "PyYAML>=6",

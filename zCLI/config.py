@@ -51,6 +51,7 @@ class WebSocketConfig:
     max_request_id: int = 128
     handshake_timeout: float = 10.0
     auth_timeout: float = 10.0
+    max_public_requests: int = 8
     shutdown_timeout: float = 5.0
 
 
@@ -207,6 +208,7 @@ SECTIONS: dict[str, tuple[type, dict[str, Checker]]] = {
             "max_request_id": _positive_int,
             "handshake_timeout": _positive_float,
             "auth_timeout": _positive_float,
+            "max_public_requests": _positive_int,
             "shutdown_timeout": _positive_float,
         },
     ),

@@ -17,7 +17,7 @@ import inspect
 import logging
 import re
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -89,6 +89,9 @@ class Plugin:
     suites: Sequence[str] = ()
     hooks: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
     services: Sequence[Callable[..., Any]] = ()
+    # Events of ``events`` a connection may send before it signs in when the bridge
+    # requires sign-in (creating an account, say); everything else waits for sign-in.
+    public_events: Collection[str] = ()
 
     @property
     def serves_clients(self) -> bool:
@@ -119,6 +122,7 @@ class Registry:
         self.suites: list[tuple[str, str]] = []
         self.hooks: dict[str, list[tuple[str, Callable[..., Any]]]] = {h: [] for h in HOOKS}
         self.services: list[tuple[str, Callable[..., Any]]] = []
+        self.public_events: set[str] = set()
         self._bases: dict[str, Path] = {}
 
     # --- registration --------------------------------------------------------
@@ -190,6 +194,11 @@ class Registry:
         for service in plugin.services:
             if not inspect.iscoroutinefunction(service):
                 raise bad("service", service, "is not an async function taking the bridge")
+        if isinstance(plugin.public_events, str):
+            raise bad("public_events", plugin.public_events, "must be a collection of names")
+        for event in plugin.public_events:
+            if event not in plugin.events:
+                raise bad("public event", event, "is not one of the plugin's events")
 
         self.plugins[name] = plugin
         self.functions.update(functions)
@@ -200,6 +209,7 @@ class Registry:
         for hook, target in plugin.hooks.items():
             self.hooks[hook].append((name, target))
         self.services.extend((name, service) for service in plugin.services)
+        self.public_events.update(plugin.public_events)
         log.debug("registered plugin %s", name)
 
     def load(self, ref: str | Path) -> Plugin:

@@ -72,6 +72,29 @@ PLUGIN = Plugin("broken", hooks={"connect": connect})
 """
 
 
+SIGNUP = """
+from zCLI import Plugin, RequestError
+
+
+def signup(ctx, data):
+    if ctx.bridge.zcli.auth.users.get(data["user"]) is not None:
+        raise RequestError("That name is taken.", "taken")
+    ctx.bridge.zcli.auth.add_user(data["user"], data["password"], "user")
+    return {"user": data["user"], "signed_in": ctx.client.identity.authenticated}
+
+
+def secret(ctx, data):
+    return {"user": ctx.client.identity.user}
+
+
+PLUGIN = Plugin(
+    "signup",
+    events={"signup.create": signup, "signup.secret": secret},
+    public_events={"signup.create"},
+)
+"""
+
+
 def watch() -> Any:
     return sys.modules["zcli_plugin_watch"]
 
@@ -152,6 +175,60 @@ class TestHooks(AuthTestCase):
         )
 
 
+class TestPublicEvents(AuthTestCase):
+    async def asyncSetUp(self) -> None:
+        await super().asyncSetUp()
+        self.write("plugins/signup.py", SIGNUP)
+
+    @requires_network
+    async def test_public_events_are_answered_before_sign_in(self) -> None:
+        """A public event is answered before sign-in (errors too); the connection then
+        signs in with login as usual and gets connection_info."""
+        z = await self.start_auth()
+        ws = await self.connect(z)
+        create = {"event": "signup.create", "data": {"user": "bo", "password": "pw"}}
+        self.assertEqual(
+            await self.request(ws, {**create, "_requestId": 1}),
+            {"result": {"user": "bo", "signed_in": False}, "_requestId": 1},
+        )
+        self.assertEqual(
+            await self.request(ws, {**create, "_requestId": 2}),
+            {"error": "That name is taken.", "code": "taken", "_requestId": 2},
+        )
+        login = {"event": "login", "username": "bo", "password": "pw"}
+        self.assertEqual((await self.request(ws, login))["user"], "bo")
+        self.assertEqual((await self.recv(ws))["event"], "connection_info")
+        secret = {"event": "signup.secret", "_requestId": 3}
+        self.assertEqual(
+            await self.request(ws, secret), {"result": {"user": "bo"}, "_requestId": 3}
+        )
+
+    @requires_network
+    async def test_other_events_still_need_sign_in(self) -> None:
+        """A plugin event that is not public, before sign-in, refuses the connection."""
+        z = await self.start_auth()
+        ws = await self.connect(z)
+        reply = await self.request(ws, {"event": "signup.secret", "_requestId": 1})
+        required = "Authentication required: send a token or log in first."
+        self.assertEqual(reply, {"error": required, "code": "unauthorized", "_requestId": None})
+        await self.assertClosed(ws, 1008, required)
+
+    @requires_network
+    async def test_public_requests_are_bounded(self) -> None:
+        """Past max_public_requests the connection is refused with a sentence."""
+        z = await self.start_auth(websocket={"max_public_requests": 2})
+        ws = await self.connect(z)
+        for number in (1, 2):
+            create = {"event": "signup.create", "data": {"user": f"u{number}", "password": "p"}}
+            self.assertEqual((await self.request(ws, create))["result"]["user"], f"u{number}")
+        create = {"event": "signup.create", "data": {"user": "u3", "password": "p"}}
+        bound = "Sign in after at most 2 requests: send auth or login."
+        reply = await self.request(ws, create)
+        self.assertEqual(reply, {"error": bound, "code": "unauthorized", "_requestId": None})
+        await self.assertClosed(ws, 1008, bound)
+        self.assertIsNone(z.auth.users.get("u3"))
+
+
 class TestServices(BridgeTestCase):
     @requires_network
     async def test_services_live_as_long_as_the_bridge(self) -> None:
@@ -165,8 +242,9 @@ class TestServices(BridgeTestCase):
 
 class TestRegistration(BridgeTestCase):
     def test_bad_hooks_and_services_are_refused(self) -> None:
-        """An unknown hook, a hook that is not callable, or a service that is not an
-        async function stops registration with a sentence naming the plugin."""
+        """An unknown hook, a hook that is not callable, a public event the plugin does
+        not handle, or a service that is not an async function stops registration with
+        a sentence naming the plugin."""
 
         def service(bridge: Any) -> None:
             return None
@@ -177,6 +255,10 @@ class TestRegistration(BridgeTestCase):
                 "plugin 'p': hook 'open' is not one of connect, sign_in, sign_out, disconnect",
             ),
             (Plugin("p", hooks={"connect": 3}), "plugin 'p': hook 'connect' is not callable"),
+            (
+                Plugin("p", events={"p.a": print}, public_events={"p.b"}),
+                "plugin 'p': public event 'p.b' is not one of the plugin's events",
+            ),
             (
                 Plugin("p", services=[service]),
                 f"plugin 'p': service {service!r} is not an async function taking the bridge",

@@ -280,9 +280,10 @@ class zBifrost:
         why = f"{len(self._admitted)} connections, the limit"
         return self._refuse(ws, HTTPStatus.SERVICE_UNAVAILABLE, "Too many connections.\n", why)
 
-    async def _authenticate(self, ws: ServerConnection) -> Identity | None:
+    async def _authenticate(self, client: Client) -> Identity | None:
         """The connection's identity, or None after refusing it: an error reply with
         the machine code, then close 1008 (1013 when storage is failing)."""
+        ws = client.ws
         assert ws.request is not None
         query = parse_qs(urlsplit(ws.request.path).query, keep_blank_values=True)
         token = query.get("token", [None])[0]
@@ -296,24 +297,43 @@ class zBifrost:
                 return ANONYMOUS
             if token is not None:
                 return self.zcli.auth.verify(token)
-            return await self._sign_in_by_first_message(ws)
+            return await self._sign_in_by_first_message(client)
         except RequestError as exc:
+            await client.wait_sent()
             await ws.send(json.dumps(error_reply(None, exc.code, exc.message)))
             await ws.close(1013 if isinstance(exc, StorageError) else 1008, exc.message)
             return None
 
-    async def _sign_in_by_first_message(self, ws: ServerConnection) -> Identity:
-        """An ``auth`` or ``login`` message must come first; AuthError otherwise."""
+    async def _sign_in_by_first_message(self, client: Client) -> Identity:
+        """An ``auth`` or ``login`` message must come within ``auth_timeout``; before
+        it, up to ``max_public_requests`` of the plugins' public events are answered
+        (one at a time). AuthError for anything else."""
+        ws = client.ws
         required = AuthError("Authentication required: send a token or log in first.")
-        try:
-            frame = await asyncio.wait_for(ws.recv(), self.config.auth_timeout)
-            request = parse(frame, self.config.max_request_id)
-        except (TimeoutError, ProtocolError):
-            raise required from None
+        deadline = asyncio.get_running_loop().time() + self.config.auth_timeout
+        answered = 0
+        while True:
+            left = deadline - asyncio.get_running_loop().time()
+            try:
+                frame = await asyncio.wait_for(ws.recv(), max(left, 0.0))
+                request = parse(frame, self.config.max_request_id)
+            except (TimeoutError, ProtocolError):
+                raise required from None
+            if isinstance(request, (AuthRequest, LoginRequest)):
+                break
+            if request.event not in self.zcli.plugins.public_events:
+                raise required
+            answered += 1
+            if answered > self.config.max_public_requests:
+                raise AuthError(
+                    f"Sign in after at most {self.config.max_public_requests} requests: "
+                    "send auth or login."
+                )
+            rid = client.request_id(request.has_id, request.request_id)
+            handler = self._handlers[request.event]
+            await self._guarded(handler, client, request, rid)
         if isinstance(request, AuthRequest):
             return self.zcli.auth.verify(request.token)
-        if not isinstance(request, LoginRequest):
-            raise required
         identity = await self.zcli.auth.login_async(
             request.username, request.password, _address(ws)
         )
@@ -323,24 +343,27 @@ class zBifrost:
             "user": identity.user,
             "role": identity.role,
         }
+        await client.wait_sent()
         await ws.send(json.dumps(login))
         return identity
 
     # --- one connection -----------------------------------------------------------
 
     async def _serve_connection(self, ws: ServerConnection) -> None:
-        client: Client | None = None
+        client: Client | None = None  # set once signed in: then it is in self.clients
+        bucket = TokenBucket(self.config.rate_limit, self.config.rate_burst, time.monotonic())
+        pending = Client(
+            ws, None, ANONYMOUS, self.config.queue_size, bucket, self.config.queue_bytes
+        )
         try:
-            identity = await self._authenticate(ws)
+            identity = await self._authenticate(pending)
             if identity is None:
                 return
-            session: Session | None = None
             if self.zcli.config.zVaFile is not None:
-                session = self.walker.start(self.zcli.config.zVaFile, self.zcli.config.zBlock)
-            bucket = TokenBucket(self.config.rate_limit, self.config.rate_burst, time.monotonic())
-            client = Client(
-                ws, session, identity, self.config.queue_size, bucket, self.config.queue_bytes
-            )
+                pending.session = self.walker.start(
+                    self.zcli.config.zVaFile, self.zcli.config.zBlock
+                )
+            client, client.identity = pending, identity
             self.clients.add(client)
             client.send(self._connection_info(client))
             await self._extensions.run_hooks("connect", EventContext(self, client, None))
@@ -354,8 +377,8 @@ class zBifrost:
             await ws.close(1011, "Internal server error.")
         finally:
             self._admitted.discard(ws)
+            pending.finish()
             if client is not None:
-                client.finish()
                 self.clients.discard(client)
                 await self._extensions.run_hooks("disconnect", EventContext(self, client, None))
 

@@ -42,6 +42,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-online", type=int, help="users online at once")
     parser.add_argument("--max-rate", type=int, help="messages per user per second")
     parser.add_argument("--room-history", type=int, help="messages a room keeps")
+    parser.add_argument("--max-users", type=int, help="accounts the server holds")
     parser.add_argument("--auth-timeout", type=float, help="seconds to sign in after connecting")
 
 

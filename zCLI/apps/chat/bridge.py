@@ -51,6 +51,7 @@ class Settings:
             max_online=int(num("MAX_ONLINE", base.max_online)),
             max_rate=int(num("MAX_RATE", base.max_rate)),
             room_history=int(num("ROOM_HISTORY", base.room_history)),
+            max_users=int(num("MAX_USERS", base.max_users)),
         )
         return cls(env.get("ZCHAT_DB") or None, limits)
 
@@ -165,6 +166,12 @@ async def _register(ctx: Ctx, data: Any) -> dict[str, Any]:
     auth = ctx.bridge.zcli.auth
     if event.username in chat.core.users or auth.users.get(event.username) is not None:
         raise RequestError(f"There is already a user named {event.username!r}.", "user_exists")
+    most = chat.core.limits.max_users
+    if len(chat.core.users) >= most:
+        raise RequestError(
+            f"The chat server has {most} accounts, the most allowed; no more can be created.",
+            "too_many_users",
+        )
     await asyncio.to_thread(auth.add_user, event.username, event.password, "user")
     chat.apply(chat.core.registered(event.username))
     identity = auth.issue(event.username, "user")
@@ -187,4 +194,5 @@ PLUGIN = Plugin(
     events=EVENTS,
     hooks={"connect": _signed_in, "sign_in": _signed_in, "sign_out": _gone, "disconnect": _gone},
     services=[_keepalive_service],
+    public_events={"chat.register"},
 )

@@ -45,10 +45,6 @@ class SignInRefused(Exception):
     """The server refused the nickname or password; retrying will not help."""
 
 
-class _SignInAgain(Exception):
-    """The connection was closed before signing in; sign in with login on a new one."""
-
-
 def _timeout(seconds: float) -> float:
     return seconds * float(os.environ.get("ZCHAT_TIMEOUT_FACTOR", "1"))
 
@@ -125,6 +121,8 @@ class _Client:
                 return message
             if message.get("event") == "login" and "token" in message:
                 return {"result": message}  # a login that opened a require_auth bridge
+            if message.get("event") == "connection_info" and frame["event"] == "auth":
+                return {"result": message}  # an auth that opened it: served from now on
             if "error" in message and message.get("_requestId") is None:
                 return message  # a sign-in refused before connection_info
             await self._deliver(ws, self.terminal.receive(message))
@@ -147,11 +145,6 @@ class _Client:
                 if "error" in reply:
                     raise SignInRefused(reply["error"])
                 return
-            if reply.get("code") == "unauthorized":
-                # A bridge that answers nothing before sign-in has closed this
-                # connection: sign in with login on a new one.
-                self.registered = True
-                raise _SignInAgain
             if reply.get("code") != "user_exists":
                 raise SignInRefused(reply["error"])
             self.registered = True
@@ -168,12 +161,6 @@ class _Client:
             raise SignInRefused(reply["error"])
 
     async def _connect(self) -> ClientConnection:
-        try:
-            return await self._connect_once()
-        except _SignInAgain:
-            return await self._connect_once()
-
-    async def _connect_once(self) -> ClientConnection:
         ws = await asyncio.wait_for(connect(self.url, open_timeout=None), _timeout(10))
         try:
             await asyncio.wait_for(self._sign_in(ws), _timeout(10))

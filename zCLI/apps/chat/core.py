@@ -51,6 +51,7 @@ class Limits:
     max_online: int = 1000
     max_rate: int = 20
     room_history: int = 100
+    max_users: int = 10_000
 
 
 @dataclass(frozen=True)
@@ -251,11 +252,12 @@ class ChatCore:
         return [Send(conn, payload) for conn, c in self.conns.items() if c.user in online]
 
     def registered(self, user: str) -> list[Effect]:
-        """A new account: everyone online sees it (offline) in the table."""
+        """A new account. It joins the table as offline without a ``chat.clients``
+        push: the push comes when it signs in, as plan 001 prints one per arrival."""
         if user in self.users:
             return []
         self.users.add(user)
-        return [AddUser(user), *self._table_update()]
+        return [AddUser(user)]
 
     def connected(self, user: str, conn: Conn, now: float) -> list[Effect]:
         """``conn`` signed in as ``user``: deliver what is stored, tell everyone."""

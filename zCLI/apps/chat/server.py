@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 from zCLI import zCLI
 
 __all__ = ["run"]
 
 _OPTIONS = ("db", "ack_timeout", "keepalive", "max_text", "max_stored", "max_online",
-            "max_rate", "room_history", "auth_timeout")  # fmt: skip
+            "max_rate", "room_history", "max_users", "auth_timeout")  # fmt: skip
+WEB = Path(__file__).parent / "web"  # the web client, served by zServer
 
 
 def run(args: argparse.Namespace) -> int:
@@ -18,14 +20,23 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, option, None)
         if value is not None:
             os.environ[f"ZCHAT_{option.upper()}"] = str(value)
-    http: dict[str, object] = {"enabled": args.http_port is not None, "host": args.host}
+    http: dict[str, object] = {
+        "enabled": args.http_port is not None,
+        "host": args.host,
+        "serve_path": str(WEB),
+    }
     if args.http_port is not None:
         http["port"] = args.http_port
     spark = {
         "zWorkspace": os.path.abspath(args.workspace),
         "zMode": "zBifrost",
         "plugins": ["zCLI.apps.chat.bridge"],
-        "websocket": {"host": args.host, "port": args.server_port, "require_auth": True},
+        "websocket": {
+            "host": args.host,
+            "port": args.server_port,
+            "require_auth": True,
+            "auth_timeout": float(os.environ.get("ZCHAT_AUTH_TIMEOUT", 10.0)),
+        },
         "http_server": http,
     }
     return zCLI(spark).run()
