@@ -95,6 +95,22 @@ PLUGIN = Plugin(
 """
 
 
+GATE = """
+from zCLI import Plugin, RequestError, StorageError
+
+
+def gate(ctx):
+    user = ctx.client.identity.user
+    if user == "eve":
+        raise RequestError("Eve may not come in.", "banned")
+    if user == "sto":
+        raise StorageError("The store is closed; try again later.")
+
+
+PLUGIN = Plugin("gate", hooks={"connect": gate, "sign_in": gate})
+"""
+
+
 def watch() -> Any:
     return sys.modules["zcli_plugin_watch"]
 
@@ -227,6 +243,56 @@ class TestPublicEvents(AuthTestCase):
         self.assertEqual(reply, {"error": bound, "code": "unauthorized", "_requestId": None})
         await self.assertClosed(ws, 1008, bound)
         self.assertIsNone(z.auth.users.get("u3"))
+
+
+class TestRefusingHooks(AuthTestCase):
+    @requires_network
+    async def test_connect_and_sign_in_hooks_may_turn_a_connection_away(self) -> None:
+        """A RequestError from a connect or sign_in hook reaches the client as an error,
+        then close 1008; a StorageError closes 1013 (try again later)."""
+        self.write("plugins/gate.py", GATE)
+        z = await self.start_auth()
+        z.auth.add_user("eve", "pw", "user")
+        banned = {"error": "Eve may not come in.", "code": "banned", "_requestId": None}
+        ws = await self.connect(z, path=f"/?token={z.auth.login('eve', 'pw').token}")
+        self.assertEqual((await self.recv(ws))["event"], "connection_info")
+        self.assertEqual(await self.recv(ws), banned)
+        await self.assertClosed(ws, 1008, "Eve may not come in.")
+        ws = await self.connect(z)
+        login = {"event": "login", "username": "ada", "password": "s3cret"}
+        self.assertEqual((await self.request(ws, login))["user"], "ada")
+        self.assertEqual((await self.recv(ws))["event"], "connection_info")
+        await self.assertQuiet(ws)
+
+    @requires_network
+    async def test_storage_error_from_a_hook_closes_1013(self) -> None:
+        """A StorageError from a hook closes the connection 1013 with its sentence."""
+        self.write("plugins/gate.py", GATE)
+        z = await self.start_auth()
+        z.auth.add_user("sto", "pw", "user")
+        ws = await self.connect(z, path=f"/?token={z.auth.login('sto', 'pw').token}")
+        self.assertEqual((await self.recv(ws))["event"], "connection_info")
+        closed = "The store is closed; try again later."
+        self.assertEqual(
+            await self.recv(ws), {"error": closed, "code": "storage_error", "_requestId": None}
+        )
+        await self.assertClosed(ws, 1013, closed)
+
+    @requires_network
+    async def test_sign_in_hook_refusal_after_an_auth_event(self) -> None:
+        """On a bridge without require_auth, an auth event the sign_in hook refuses is
+        answered, then the error, then close 1008."""
+        self.write("plugins/gate.py", GATE)
+        z = await self.start()
+        z.auth.add_user("eve", "pw", "user")
+        ws = await self.client(z)
+        auth = {"event": "auth", "token": z.auth.login("eve", "pw").token, "_requestId": 1}
+        self.assertEqual((await self.request(ws, auth))["result"]["auth"]["user"], "eve")
+        self.assertEqual(
+            await self.recv(ws),
+            {"error": "Eve may not come in.", "code": "banned", "_requestId": None},
+        )
+        await self.assertClosed(ws, 1008, "Eve may not come in.")
 
 
 class TestServices(BridgeTestCase):

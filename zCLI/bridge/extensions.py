@@ -5,7 +5,9 @@ A hook runs when a connection is admitted (``connect``), signs in with a ``login
 (``disconnect``, always, after the connection has left ``bridge.clients``). It gets an
 ``EventContext`` whose ``request_id`` is None; it may be async. A hook that raises is
 logged with the plugin's name and the connection goes on: one plugin's bug does not
-cut another's clients.
+cut another's clients. A ``connect`` or ``sign_in`` hook that raises ``RequestError``
+turns the connection away instead (the plugin cannot serve it now): zBifrost sends
+the error and closes.
 
 A service is ``async def service(bridge)``: a background task the bridge starts once it
 listens and cancels (and awaits) when it stops, so no task outlives the bridge. One
@@ -18,11 +20,13 @@ import asyncio
 import logging
 from typing import Any
 
+from ..exceptions import RequestError
 from ..plugins import Registry
 
-__all__ = ["PluginExtensions"]
+__all__ = ["REFUSING_HOOKS", "PluginExtensions"]
 
 log = logging.getLogger("zCLI.zBifrost")
+REFUSING_HOOKS = frozenset({"connect", "sign_in"})
 
 
 class PluginExtensions:
@@ -31,11 +35,18 @@ class PluginExtensions:
         self._services: list[asyncio.Task[None]] = []
 
     async def run_hooks(self, hook: str, context: Any) -> None:
+        """Run every plugin's ``hook``; a ``RequestError`` from a ``connect`` or
+        ``sign_in`` hook stops the others and propagates."""
         for plugin, target in self.registry.hooks[hook]:
             try:
                 result = target(context)
                 if asyncio.iscoroutine(result):
                     await result
+            except RequestError:
+                if hook not in REFUSING_HOOKS:
+                    log.exception("plugin %s: its %s hook failed", plugin, hook)
+                    continue
+                raise
             except Exception:
                 log.exception("plugin %s: its %s hook failed", plugin, hook)
 

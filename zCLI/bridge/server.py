@@ -366,7 +366,11 @@ class zBifrost:
             client, client.identity = pending, identity
             self.clients.add(client)
             client.send(self._connection_info(client))
-            await self._extensions.run_hooks("connect", EventContext(self, client, None))
+            try:
+                await self._extensions.run_hooks("connect", EventContext(self, client, None))
+            except RequestError as exc:
+                await self._turn_away(client, exc)
+                return
             async with asyncio.TaskGroup() as tasks:
                 await self._read_loop(client, tasks)
                 client.finish()  # requests still waiting for input end now
@@ -552,13 +556,27 @@ class zBifrost:
                 },
             )
         )
-        await self._extensions.run_hooks("sign_in", EventContext(self, client, rid))
+        await self._signed_in(client, rid)
+
+    async def _signed_in(self, client: Client, rid: Any) -> None:
+        try:
+            await self._extensions.run_hooks("sign_in", EventContext(self, client, rid))
+        except RequestError as exc:
+            await self._turn_away(client, exc)
+
+    async def _turn_away(self, client: Client, exc: RequestError) -> None:
+        """A plugin's connect or sign_in hook refused the connection: the error, then
+        close 1008 (1013, try again later, for a StorageError)."""
+        client.send(error_reply(None, exc.code, exc.message))
+        await client.wait_sent()
+        reason = exc.message.encode()[:123].decode(errors="ignore")  # a close frame's room
+        await client.ws.close(1013 if isinstance(exc, StorageError) else 1008, reason)
 
     async def _on_auth(self, client: Client, request: Request, rid: Any) -> None:
         assert isinstance(request, AuthRequest)
         client.identity = self.zcli.auth.verify(request.token)
         client.send(result_reply(rid, {"auth": client.identity.to_json()}))
-        await self._extensions.run_hooks("sign_in", EventContext(self, client, rid))
+        await self._signed_in(client, rid)
 
     async def _on_logout(self, client: Client, request: Request, rid: Any) -> None:
         if not client.identity.authenticated:

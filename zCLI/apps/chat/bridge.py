@@ -9,6 +9,7 @@ loads this plugin (through the zSpark ``plugins`` list).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -21,9 +22,11 @@ from zCLI import Plugin, RequestError, StorageError
 from . import core as c
 from . import messages as m
 from .storage import UNAVAILABLE, SQLiteStorage
+from .writer import StorageWriter
 
 __all__ = ["PLUGIN", "ChatServer", "Settings"]
 
+log = logging.getLogger("zCLI.apps.chat")
 # zCLI.EventContext loads lazily, so mypy sees it as an object; handlers take it untyped.
 Ctx = Any
 
@@ -34,6 +37,7 @@ class Settings:
 
     db: str | None
     limits: c.Limits
+    storage_check: float = 1.0  # seconds between probes of the storage
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -53,11 +57,17 @@ class Settings:
             room_history=int(num("ROOM_HISTORY", base.room_history)),
             max_users=int(num("MAX_USERS", base.max_users)),
         )
-        return cls(env.get("ZCHAT_DB") or None, limits)
+        return cls(env.get("ZCHAT_DB") or None, limits, num("STORAGE_CHECK", 1.0))
 
 
 class ChatServer:
-    """One bridge's chat: the core, its storage and its timers."""
+    """One bridge's chat: the core, its storage (through the writer thread), timers.
+
+    Effects are carried out in the order the core produced them, across requests: the
+    storage writes of a step are committed before any of its sends, and a step's sends
+    wait for the previous step's (``_last_io``), so a later message never overtakes an
+    earlier one that waited for the disk.
+    """
 
     def __init__(self, bridge: Any, settings: Settings) -> None:
         self.bridge = bridge
@@ -65,39 +75,69 @@ class ChatServer:
         state_dir = Path(bridge.zcli.state_dir)  # the workspace's, not the current folder's
         path = Path(settings.db) if settings.db else state_dir / "chat.sqlite3"
         self.storage = SQLiteStorage(path)
-        self.core = c.ChatCore(settings.limits, users=set(self.storage.users()))
-        self.core.restore(self.storage.stored(), self.storage.rooms(), self.storage.room_messages())
-        self.core.next_id = max(self.core.next_id, self.storage.next_id())
+        self.writer = StorageWriter(self.storage)
+        self.core = self._load()
+        self.available = True
         self.timers: dict[int, asyncio.TimerHandle] = {}
+        self._last_io: asyncio.Future[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
-    def apply(self, effects: list[c.Effect]) -> dict[str, Any] | None:
-        """Carry out ``effects``; returns the reply. Sends run after the reply is queued."""
+    def _load(self) -> c.ChatCore:
+        """A core holding what the storage holds (at start, and after an outage)."""
+        core = c.ChatCore(self.settings.limits, users=set(self.storage.users()))
+        core.restore(self.storage.stored(), self.storage.rooms(), self.storage.room_messages())
+        core.next_id = max(core.next_id, self.storage.next_id())
+        core.reserved = core.next_id - 1
+        return core
+
+    async def apply(self, effects: list[c.Effect]) -> dict[str, Any] | None:
+        """Carry out ``effects``; returns the reply, which zBifrost sends before the
+        sends of ``effects`` go out. ``RequestError`` storage_error if a write fails."""
+        loop = asyncio.get_running_loop()
         reply: dict[str, Any] | None = None
+        changes: list[c.Change] = []
         later: list[c.Effect] = []
-        try:
-            for effect in effects:
-                match effect:
-                    case c.Reply(result):
-                        reply = result
-                    case c.Store(message):
-                        self.storage.store(message)
-                    case c.Delete(ids):
-                        self.storage.delete(ids)
-                    case c.AddUser(user):
-                        self.storage.add_user(user)
-                    case c.StoreRoom(room, members):
-                        self.storage.save_room(room, members)
-                    case c.StoreRoomMessage(message):
-                        self.storage.store_room_message(message, self.core.limits.room_history)
-                    case _:
-                        later.append(effect)
-        except StorageError:
-            self.storage_lost()
-            raise RequestError(UNAVAILABLE, "storage_error") from None
-        asyncio.get_running_loop().call_soon(self._io, later)
+        for effect in effects:
+            if isinstance(effect, c.Reply):
+                reply = effect.result
+            elif isinstance(effect, _CHANGES):
+                changes.append(effect)
+            else:
+                later.append(effect)
+        previous, io_done = self._last_io, loop.create_future()
+        self._last_io = io_done
+        waits = [self.writer.submit(changes)] if changes else []
+        if previous is not None and not previous.done():
+            waits.append(previous)
+        if waits:
+            try:
+                await asyncio.shield(asyncio.gather(*waits))
+            except StorageError:
+                self._io([], io_done)
+                self.storage_lost()
+                raise RequestError(UNAVAILABLE, "storage_error") from None
+            except asyncio.CancelledError:  # the connection went: the others still hear
+                self._spawn(self._io_after(waits, later, io_done))
+                raise
+        loop.call_soon(self._io, later, io_done)  # after zBifrost has sent the reply
         return reply
 
-    def _io(self, effects: list[c.Effect]) -> None:
+    async def _io_after(
+        self, waits: list[asyncio.Future[None]], later: list[c.Effect], io_done: Any
+    ) -> None:
+        try:
+            await asyncio.gather(*waits)
+        except StorageError:
+            later = []
+            self.storage_lost()
+        self._io(later, io_done)
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _io(self, effects: list[c.Effect], io_done: asyncio.Future[None]) -> None:
         loop = asyncio.get_running_loop()
         for effect in effects:
             match effect:
@@ -111,17 +151,42 @@ class ChatServer:
                         handle.cancel()
                 case c.Close(conn, code, reason):
                     _client(conn).close_soon(code, reason)
+        if not io_done.done():
+            io_done.set_result(None)
 
     def _expired(self, message_id: int) -> None:
         self.timers.pop(message_id, None)
+        self._spawn(self._settle(self.core.ack_timeout(message_id, time.time())))
+
+    async def _settle(self, effects: list[c.Effect]) -> None:
+        """Apply effects no request waits for (a timer's, a hook's)."""
         try:
-            self.apply(self.core.ack_timeout(message_id, time.time()))
+            await self.apply(effects)
         except RequestError:
-            pass  # storage_lost has closed everyone; the message stays with the sender
+            pass  # storage_lost has closed everyone; the sender was never told "stored"
 
     def storage_lost(self) -> None:
+        """Close every connection 1013; sign-in is refused until ``recover``."""
+        if self.available:
+            log.warning("the chat storage is unavailable: signing everyone out")
+        self.available = False
+        for handle in self.timers.values():
+            handle.cancel()
+        self.timers.clear()
         for conn in list(self.core.conns):
             _client(conn).close_soon(1013, UNAVAILABLE)
+
+    async def recover(self) -> None:
+        """The storage answers again: start over from what it holds."""
+        self.core = await asyncio.to_thread(self._load)
+        self.available = True
+        log.warning("the chat storage is back: serving again")
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+_CHANGES = (c.Store, c.Delete, c.AddUser, c.StoreRoom, c.StoreRoomMessage, c.ReserveIds)
 
 
 def _client(conn: object) -> Any:
@@ -139,22 +204,25 @@ def chat_of(bridge: Any) -> ChatServer:
     return server
 
 
-def _signed_in(ctx: Ctx) -> None:
+async def _signed_in(ctx: Ctx) -> None:
     if ctx.client.identity.authenticated:
         chat = chat_of(ctx.bridge)
-        chat.apply(chat.core.connected(ctx.client.identity.user, ctx.client, time.time()))
+        if not chat.available:
+            raise StorageError(UNAVAILABLE)  # zBifrost turns the connection away, 1013
+        effects = chat.core.connected(ctx.client.identity.user, ctx.client, time.time())
+        await chat._settle(effects)
 
 
-def _gone(ctx: Ctx) -> None:
+async def _gone(ctx: Ctx) -> None:
     chat = chat_of(ctx.bridge)
-    chat.apply(chat.core.disconnected(ctx.client))
+    await chat._settle(chat.core.disconnected(ctx.client))
 
 
 def _handler(name: str) -> Any:
-    def handle(ctx: Ctx, data: Any) -> Any:
+    async def handle(ctx: Ctx, data: Any) -> Any:
         chat = chat_of(ctx.bridge)
         event = m.parse(name, data)
-        return chat.apply(chat.core.received(ctx.client, event, time.time()))
+        return await chat.apply(chat.core.received(ctx.client, event, time.time()))
 
     return handle
 
@@ -163,6 +231,8 @@ async def _register(ctx: Ctx, data: Any) -> dict[str, Any]:
     event = m.parse("chat.register", data)
     assert isinstance(event, m.Register)
     chat = chat_of(ctx.bridge)
+    if not chat.available:
+        raise StorageError(UNAVAILABLE)
     auth = ctx.bridge.zcli.auth
     if event.username in chat.core.users or auth.users.get(event.username) is not None:
         raise RequestError(f"There is already a user named {event.username!r}.", "user_exists")
@@ -173,7 +243,7 @@ async def _register(ctx: Ctx, data: Any) -> dict[str, Any]:
             "too_many_users",
         )
     await asyncio.to_thread(auth.add_user, event.username, event.password, "user")
-    chat.apply(chat.core.registered(event.username))
+    await chat.apply(chat.core.registered(event.username))
     identity = auth.issue(event.username, "user")
     return {"user": event.username, "token": identity.token}
 
@@ -183,7 +253,25 @@ async def _keepalive_service(bridge: Any) -> None:
     period = max(chat.core.limits.keepalive / 4, 0.01)
     while True:
         await asyncio.sleep(period)  # a clock, not a synchronisation
-        chat.apply(chat.core.tick(time.time()))
+        await chat._settle(chat.core.tick(time.time()))
+
+
+async def _storage_service(bridge: Any) -> None:
+    """Probe the storage every ``ZCHAT_STORAGE_CHECK`` seconds: sign everyone out when
+    it fails (even with no traffic), serve again once it answers."""
+    chat = chat_of(bridge)
+    try:
+        while True:
+            await asyncio.sleep(chat.settings.storage_check)  # a clock
+            try:
+                await chat.writer.probe()
+            except StorageError:
+                chat.storage_lost()
+                continue
+            if not chat.available:
+                await chat.recover()
+    finally:
+        chat.close()
 
 
 EVENTS = {name: _handler(name) for name in m.EVENTS if name != "chat.register"}
@@ -193,6 +281,6 @@ PLUGIN = Plugin(
     "chat_server",
     events=EVENTS,
     hooks={"connect": _signed_in, "sign_in": _signed_in, "sign_out": _gone, "disconnect": _gone},
-    services=[_keepalive_service],
+    services=[_keepalive_service, _storage_service],
     public_events={"chat.register"},
 )

@@ -28,7 +28,10 @@ __all__ = [
     "Effect",
     "Limits",
     "Message",
+    "Change",
+    "ID_BLOCK",
     "Reply",
+    "ReserveIds",
     "RoomMessage",
     "Send",
     "StartTimer",
@@ -128,6 +131,15 @@ class StoreRoom:
 @dataclass(frozen=True)
 class StoreRoomMessage:
     message: RoomMessage
+    keep: int  # the room keeps its last ``keep`` messages
+
+
+@dataclass(frozen=True)
+class ReserveIds:
+    """Ids up to ``upto`` may be handed out: recorded before any of them is, so a
+    restart (even after ``kill -9``) never hands one out twice."""
+
+    upto: int
 
 
 @dataclass(frozen=True)
@@ -148,10 +160,10 @@ class Close:
     reason: str
 
 
-Effect = (
-    Reply | Send | Store | Delete | AddUser | StoreRoom | StoreRoomMessage | StartTimer
-    | CancelTimer | Close
-)  # fmt: skip
+# The effects that are storage writes; the adapter finishes them before any send.
+Change = Store | Delete | AddUser | StoreRoom | StoreRoomMessage | ReserveIds
+Effect = Reply | Send | Change | StartTimer | CancelTimer | Close
+ID_BLOCK = 1000  # ids reserved per storage write
 
 
 @dataclass
@@ -186,6 +198,7 @@ class ChatCore:
     limits: Limits = field(default_factory=Limits)
     users: set[str] = field(default_factory=set)
     next_id: int = 1
+    reserved: int = 0  # the highest id the storage has recorded as handed out
 
     def __post_init__(self) -> None:
         self.conns: dict[Conn, _Connection] = {}
@@ -220,7 +233,8 @@ class ChatCore:
         rooms: Iterable[tuple[str, Iterable[str]]] = (),
         room_messages: Iterable[RoomMessage] = (),
     ) -> None:
-        """Load the durable state after a (re)start; ids continue after the highest."""
+        """Load the durable state after a (re)start; ids continue after the highest
+        (set ``next_id`` and ``reserved`` from the storage's record as well)."""
         for message in sorted(stored, key=lambda msg: msg.id):
             self.stored.setdefault(message.recipient, []).append(message)
             self.next_id = max(self.next_id, message.id + 1)
@@ -312,7 +326,11 @@ class ChatCore:
         if state is None:
             raise RequestError("Sign in first: send auth or login.", "unauthorized")
         state.last_seen = now
-        return self._handlers[type(event)](conn, event, now)
+        effects = self._handlers[type(event)](conn, event, now)
+        if self.next_id - 1 > self.reserved:
+            self.reserved = self.next_id - 1 + ID_BLOCK
+            effects.insert(0, ReserveIds(self.reserved))
+        return effects
 
     def _user(self, conn: Conn) -> str:
         return self.conns[conn].user
@@ -478,7 +496,10 @@ class ChatCore:
         message = RoomMessage(self._new_id(), event.room, user, event.text, now)
         self._history(event.room).append(message)
         payload = {"event": "chat.room.message", "data": message.to_json()}
-        effects: list[Effect] = [Reply({"id": message.id, "ts": now}), StoreRoomMessage(message)]
+        effects: list[Effect] = [
+            Reply({"id": message.id, "ts": now}),
+            StoreRoomMessage(message, self.limits.room_history),
+        ]
         for other in sorted(members - {user}):
             if self.is_online(other):
                 effects += [Send(c, payload) for c in self.conns_of(other)]

@@ -1,7 +1,8 @@
 """Where the chat keeps what must survive a restart, behind a narrow interface.
 
-The core asks for little: store this message, what is stored for everyone, delete
-these ids, the users, the rooms and their recent messages. ``SQLiteStorage`` is one
+The core asks for little: write these changes (store a message, delete ids, add a
+user, save a room, keep a room message, reserve ids) in one transaction; read what is
+stored for everyone, the users, the rooms and their recent messages. ``SQLiteStorage`` is one
 file in WAL mode; a networked store implements the same ``Storage`` protocol. Every
 failure is a ``zCLI.StorageError`` whose sentence names the action and the file.
 """
@@ -10,14 +11,24 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from zCLI import StorageError
 
-from .core import Message, RoomMessage
+from .core import (
+    AddUser,
+    Change,
+    Delete,
+    Message,
+    ReserveIds,
+    RoomMessage,
+    Store,
+    StoreRoom,
+    StoreRoomMessage,
+)
 
 __all__ = ["UNAVAILABLE", "SQLiteStorage", "Storage"]
 
@@ -40,30 +51,32 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
 
 
 class Storage(Protocol):
-    """What the chat server needs from a durable store."""
+    """What the chat server needs from a durable store. ``write`` applies the core's
+    changes in one transaction, all or none; every failure is a ``StorageError``."""
 
-    def add_user(self, user: str) -> None: ...
+    def write(self, changes: Sequence[Change]) -> None: ...
+    def probe(self) -> None: ...
     def users(self) -> list[str]: ...
-    def store(self, message: Message) -> None: ...
     def stored(self) -> list[Message]: ...
-    def delete(self, ids: tuple[int, ...]) -> None: ...
-    def save_room(self, room: str, members: tuple[str, ...]) -> None: ...
     def rooms(self) -> list[tuple[str, list[str]]]: ...
-    def store_room_message(self, message: RoomMessage, keep: int) -> None: ...
     def room_messages(self) -> list[RoomMessage]: ...
     def next_id(self) -> int: ...
     def close(self) -> None: ...
 
 
 class SQLiteStorage:
-    """One SQLite file (WAL); every write is committed before the call returns."""
+    """One SQLite file (WAL); a write is committed (and synced) before it returns.
 
-    def __init__(self, path: Path) -> None:
+    It is used from one writer thread plus reads at start-up; the lock makes any other
+    use safe as well.
+    """
+
+    def __init__(self, path: Path, busy_timeout: float = 1.0) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=1.0)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=busy_timeout)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
@@ -71,7 +84,7 @@ class SQLiteStorage:
             raise StorageError(f"The chat database {self.path} cannot be opened: {exc}.") from None
 
     @contextmanager
-    def _write(self, action: str) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, action: str) -> Iterator[sqlite3.Connection]:
         with self._lock:
             if not self.path.exists():  # removed under us: writing would go nowhere
                 raise StorageError(f"{UNAVAILABLE[:-1]} ({action}: {self.path} is gone).")
@@ -88,72 +101,116 @@ class SQLiteStorage:
             except sqlite3.Error as exc:
                 raise StorageError(f"{UNAVAILABLE[:-1]} ({action}: {exc}).") from None
 
-    def add_user(self, user: str) -> None:
-        with self._write("adding a user") as db:
-            db.execute("INSERT OR IGNORE INTO users VALUES (?)", (user,))
+    def write(self, changes: Sequence[Change]) -> None:
+        with self._transaction(_action(changes)) as db:
+            for change in changes:
+                _WRITERS[type(change)](db, change)
+
+    def probe(self) -> None:
+        """A write that changes nothing the chat reads: it fails exactly when a real
+        write would (file gone, locked, read-only, disk full)."""
+        with self._transaction("checking the database") as db:
+            db.execute("INSERT OR REPLACE INTO counters VALUES ('probe', 0)")
 
     def users(self) -> list[str]:
         return [
             row[0] for row in self._read("reading users", "SELECT name FROM users ORDER BY name")
         ]
 
-    def store(self, message: Message) -> None:
-        with self._write("storing a message") as db:
-            db.execute(
-                "INSERT OR REPLACE INTO messages VALUES (?, ?, ?, ?, ?, ?)",
-                (message.id, message.sender, message.recipient, message.text, message.ts,
-                 int(message.all)),
-            )  # fmt: skip
-            self._bump(db, message.id)
-
     def stored(self) -> list[Message]:
         rows = self._read("reading stored messages", "SELECT * FROM messages ORDER BY id")
         return [Message(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in rows]
-
-    def delete(self, ids: tuple[int, ...]) -> None:
-        with self._write("deleting messages") as db:
-            db.executemany("DELETE FROM messages WHERE id = ?", [(i,) for i in ids])
-
-    def save_room(self, room: str, members: tuple[str, ...]) -> None:
-        with self._write("saving a room") as db:
-            db.execute("INSERT OR IGNORE INTO room_names VALUES (?)", (room,))
-            db.execute("DELETE FROM rooms WHERE room = ?", (room,))
-            db.executemany("INSERT INTO rooms VALUES (?, ?)", [(room, m) for m in members])
 
     def rooms(self) -> list[tuple[str, list[str]]]:
         names = self._read("reading rooms", "SELECT room FROM room_names ORDER BY room")
         pairs = self._read("reading rooms", "SELECT room, member FROM rooms ORDER BY member")
         return [(name, [m for r, m in pairs if r == name]) for (name,) in names]
 
-    def store_room_message(self, message: RoomMessage, keep: int) -> None:
-        with self._write("storing a room message") as db:
-            db.execute(
-                "INSERT INTO room_messages VALUES (?, ?, ?, ?, ?)",
-                (message.id, message.room, message.sender, message.text, message.ts),
-            )
-            db.execute(
-                "DELETE FROM room_messages WHERE room = ? AND id NOT IN (SELECT id FROM "
-                "room_messages WHERE room = ? ORDER BY id DESC LIMIT ?)",
-                (message.room, message.room, keep),
-            )
-            self._bump(db, message.id)
-
     def room_messages(self) -> list[RoomMessage]:
         rows = self._read("reading room messages", "SELECT * FROM room_messages ORDER BY id")
         return [RoomMessage(*row) for row in rows]
 
-    def _bump(self, db: sqlite3.Connection, used: int) -> None:
-        """Remember the highest id ever stored, so a restart never reuses a deleted one."""
-        db.execute(
-            "INSERT INTO counters VALUES ('last_id', ?) ON CONFLICT(name) DO UPDATE SET "
-            "value = max(value, excluded.value)",
-            (used,),
-        )
-
     def next_id(self) -> int:
+        """One past the highest id ever stored or reserved."""
         rows = self._read("reading ids", "SELECT value FROM counters WHERE name = 'last_id'")
         return (rows[0][0] if rows else 0) + 1
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _action(changes: Sequence[Change]) -> str:
+    """What a failed write was doing, for its sentence."""
+    kinds = {type(change) for change in changes}
+    if len(kinds) == 1:
+        return _ACTIONS[kinds.pop()]
+    return "writing changes"
+
+
+def _bump(db: sqlite3.Connection, used: int) -> None:
+    """Remember the highest id ever used, so a restart never reuses a deleted one."""
+    db.execute(
+        "INSERT INTO counters VALUES ('last_id', ?) ON CONFLICT(name) DO UPDATE SET "
+        "value = max(value, excluded.value)",
+        (used,),
+    )
+
+
+def _store(db: sqlite3.Connection, change: Store) -> None:
+    msg = change.message
+    db.execute(
+        "INSERT OR REPLACE INTO messages VALUES (?, ?, ?, ?, ?, ?)",
+        (msg.id, msg.sender, msg.recipient, msg.text, msg.ts, int(msg.all)),
+    )
+    _bump(db, msg.id)
+
+
+def _delete(db: sqlite3.Connection, change: Delete) -> None:
+    db.executemany("DELETE FROM messages WHERE id = ?", [(i,) for i in change.ids])
+
+
+def _add_user(db: sqlite3.Connection, change: AddUser) -> None:
+    db.execute("INSERT OR IGNORE INTO users VALUES (?)", (change.user,))
+
+
+def _save_room(db: sqlite3.Connection, change: StoreRoom) -> None:
+    db.execute("INSERT OR IGNORE INTO room_names VALUES (?)", (change.room,))
+    db.execute("DELETE FROM rooms WHERE room = ?", (change.room,))
+    db.executemany("INSERT INTO rooms VALUES (?, ?)", [(change.room, m) for m in change.members])
+
+
+def _store_room_message(db: sqlite3.Connection, change: StoreRoomMessage) -> None:
+    msg = change.message
+    db.execute(
+        "INSERT INTO room_messages VALUES (?, ?, ?, ?, ?)",
+        (msg.id, msg.room, msg.sender, msg.text, msg.ts),
+    )
+    db.execute(
+        "DELETE FROM room_messages WHERE room = ? AND id NOT IN (SELECT id FROM "
+        "room_messages WHERE room = ? ORDER BY id DESC LIMIT ?)",
+        (msg.room, msg.room, change.keep),
+    )
+    _bump(db, msg.id)
+
+
+def _reserve(db: sqlite3.Connection, change: ReserveIds) -> None:
+    _bump(db, change.upto)
+
+
+_WRITERS: dict[type, Callable[[sqlite3.Connection, Any], None]] = {
+    Store: _store,
+    Delete: _delete,
+    AddUser: _add_user,
+    StoreRoom: _save_room,
+    StoreRoomMessage: _store_room_message,
+    ReserveIds: _reserve,
+}
+_ACTIONS: dict[type, str] = {
+    Store: "storing a message",
+    Delete: "deleting messages",
+    AddUser: "adding a user",
+    StoreRoom: "saving a room",
+    StoreRoomMessage: "storing a room message",
+    ReserveIds: "reserving ids",
+}

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from typing import Any
 
 from zCLI import RequestError, StorageError
 from zCLI.apps.chat import messages as m
 from zCLI.apps.chat.core import (
+    ID_BLOCK,
     AddUser,
     CancelTimer,
     ChatCore,
@@ -17,6 +19,7 @@ from zCLI.apps.chat.core import (
     Limits,
     Message,
     Reply,
+    ReserveIds,
     RoomMessage,
     Send,
     StartTimer,
@@ -25,6 +28,7 @@ from zCLI.apps.chat.core import (
     StoreRoomMessage,
 )
 from zCLI.apps.chat.storage import SQLiteStorage
+from zCLI.apps.chat.writer import StorageWriter
 from zTestSuite import zTestCase
 
 
@@ -41,6 +45,7 @@ class ChatTestCase(zTestCase):
     def setUp(self) -> None:
         super().setUp()
         self.core = ChatCore(Limits(max_text=10, max_stored=2, max_online=3, max_rate=3))
+        self.core.reserved = 10**6  # id reservations have a test of their own
 
     def sign_in(self, *users: str) -> None:
         for user in users:
@@ -225,6 +230,40 @@ class TestDirectMessages(ChatTestCase):
         )  # fmt: skip
 
 
+class TestIds(ChatTestCase):
+    def test_ids_are_reserved_before_they_are_handed_out(self) -> None:
+        """The first id past the reservation reserves a block first, so a restart
+        never hands out an id again, even one only delivered live."""
+        self.core.reserved = 0
+        self.sign_in("alice", "bob")
+        effects = self.do("alice", "chat.send", to="bob", text="hi")
+        self.assertEqual(effects[:2], [ReserveIds(1 + ID_BLOCK), Reply({"id": 1, "ts": 0.0})])
+        self.assertNotIn(ReserveIds, [type(e) for e in self.do("alice", "chat.send", to="bob",
+                                                                text="again")])  # fmt: skip
+        self.core.next_id = self.core.reserved + 1  # the block is used up
+        self.assertEqual(self.do("alice", "chat.send", to="bob", text="x", now=1.0)[0],
+                         ReserveIds(2 + 2 * ID_BLOCK))  # fmt: skip
+
+    def test_writer_commits_in_order_and_reports_failure(self) -> None:
+        """The writer thread commits what it is given in order, and a failure reaches
+        every waiter as a StorageError."""
+        path = self.workspace / "chat.sqlite3"
+
+        async def run() -> None:
+            writer = StorageWriter(SQLiteStorage(path))
+            first = writer.submit([Store(Message(1, "a", "b", "one", 1.0))])
+            second = writer.submit([Delete((1,)), Store(Message(2, "a", "b", "two", 2.0))])
+            await asyncio.gather(first, second)
+            rows = sqlite3.connect(path).execute("SELECT id FROM messages").fetchall()
+            self.assertEqual(rows, [(2,)])
+            path.unlink()
+            with self.assertRaises(StorageError):
+                await writer.probe()
+            writer.close()
+
+        asyncio.run(run())
+
+
 class TestInitialDataAndRooms(ChatTestCase):
     def test_users_online_and_rooms(self) -> None:
         """users lists everyone with status, online the names, rooms the user's rooms."""
@@ -255,7 +294,7 @@ class TestInitialDataAndRooms(ChatTestCase):
         said = RoomMessage(1, "r", "alice", "hey", 2.0)
         self.assertEqual(
             self.do("alice", "chat.room.send", 2.0, room="r", text="hey"),
-            [Reply({"id": 1, "ts": 2.0}), StoreRoomMessage(said),
+            [Reply({"id": 1, "ts": 2.0}), StoreRoomMessage(said, 100),
              Send("bob-conn", {"event": "chat.room.message", "data": said.to_json()})],
         )  # fmt: skip
         self.assertEqual(
@@ -273,14 +312,11 @@ class TestSQLiteStorage(zTestCase):
         store = SQLiteStorage(path)
         one = Message(1, "alice", "bob", "one", 1.5)
         two = Message(2, "alice", "bob", "two", 2.5, all=True)
-        store.add_user("bob")
-        store.add_user("alice")
-        store.store(two)
-        store.store(one)
-        store.save_room("r", ("alice", "bob"))
+        store.write([AddUser("bob"), AddUser("alice"), Store(two), Store(one)])
+        store.write([StoreRoom("r", ("alice", "bob"))])
         for i in range(3, 6):
-            store.store_room_message(RoomMessage(i, "r", "alice", str(i), float(i)), keep=2)
-        store.delete((2,))
+            store.write([StoreRoomMessage(RoomMessage(i, "r", "alice", str(i), float(i)), 2)])
+        store.write([Delete((2,))])
         store.close()
         again = SQLiteStorage(path)
         self.addCleanup(again.close)
@@ -295,7 +331,7 @@ class TestSQLiteStorage(zTestCase):
         """A restarted core replays what the storage holds and continues the ids."""
         store = SQLiteStorage(self.workspace / "chat.sqlite3")
         self.addCleanup(store.close)
-        store.store(Message(7, "alice", "bob", "kept", 1.0))
+        store.write([Store(Message(7, "alice", "bob", "kept", 1.0))])
         core = ChatCore(users={"alice", "bob"})
         core.restore(store.stored(), store.rooms(), store.room_messages())
         core.next_id = max(core.next_id, store.next_id())
@@ -314,7 +350,7 @@ class TestSQLiteStorage(zTestCase):
         self.addCleanup(store.close)
         path.unlink()
         with self.assertRaises(StorageError) as caught:
-            store.store(Message(1, "a", "b", "x", 1.0))
+            store.write([Store(Message(1, "a", "b", "x", 1.0))])
         self.assertEqual(
             str(caught.exception),
             "The chat storage is unavailable; try again later "

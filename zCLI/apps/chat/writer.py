@@ -1,0 +1,103 @@
+"""The storage's one writer thread, so the event loop never waits for a disk.
+
+``submit`` queues a list of changes and returns a future the loop can await. The
+thread takes everything queued so far and writes it in one transaction (a group
+commit: one sync for many requests under load), then settles each future: all of them
+succeed, or all fail with the ``StorageError``. Writes happen in the order they were
+submitted. ``probe`` goes through the same queue, so it waits behind real writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from zCLI import StorageError
+
+from .core import Change
+from .storage import Storage
+
+__all__ = ["StorageWriter"]
+
+MAX_BATCH = 512  # submissions per transaction
+
+
+@dataclass
+class _Job:
+    changes: Sequence[Change]  # empty: a probe
+    future: asyncio.Future[None]
+
+
+class StorageWriter:
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="zChat storage", daemon=True)
+        self._thread.start()
+
+    def submit(self, changes: Sequence[Change]) -> asyncio.Future[None]:
+        """Queue ``changes``; the future is done once they are committed."""
+        future = asyncio.get_running_loop().create_future()
+        self._jobs.put(_Job(changes, future))
+        return future
+
+    def probe(self) -> asyncio.Future[None]:
+        """A future that fails with ``StorageError`` when the storage cannot write."""
+        return self.submit(())
+
+    def close(self) -> None:
+        """Finish what is queued, then stop the thread and close the storage."""
+        self._jobs.put(None)
+        self._thread.join()
+        self.storage.close()
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            batch = [job]
+            stop = False
+            while len(batch) < MAX_BATCH:
+                try:
+                    more = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                batch.append(more)
+            self._write(batch)
+            if stop:
+                return
+
+    def _write(self, batch: list[_Job]) -> None:
+        changes = [change for job in batch for change in job.changes]
+        error: StorageError | None = None
+        try:
+            if changes:
+                self.storage.write(changes)
+            else:
+                self.storage.probe()
+        except StorageError as exc:
+            error = exc
+        for job in batch:
+            _settle(job.future, error)
+
+
+def _settle(future: asyncio.Future[None], error: StorageError | None) -> None:
+    def done() -> None:
+        if future.done():  # its waiter was cancelled
+            return
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+
+    try:
+        future.get_loop().call_soon_threadsafe(done)
+    except RuntimeError:  # the loop is closed: nobody waits any more
+        pass
