@@ -43,6 +43,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-rate", type=int, help="messages per user per second")
     parser.add_argument("--room-history", type=int, help="messages a room keeps")
     parser.add_argument("--max-users", type=int, help="accounts the server holds")
+    parser.add_argument("--echo-bot", metavar="NAME", help="add a bot user that echoes")
+    parser.add_argument("--bot-url", help="base URL of an OpenAI-compatible API: adds a bot")
+    parser.add_argument("--bot-model", help="the model the bot asks for (gpt-4o-mini)")
+    parser.add_argument("--bot-name", help="the user name of that bot (gpt)")
     parser.add_argument("--auth-timeout", type=float, help="seconds to sign in after connecting")
 
 

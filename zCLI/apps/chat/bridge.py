@@ -21,6 +21,7 @@ from zCLI import Plugin, RequestError, StorageError
 
 from . import core as c
 from . import messages as m
+from .bots import Bot, EchoBot, bot_from_environment
 from .storage import UNAVAILABLE, SQLiteStorage
 from .writer import StorageWriter
 
@@ -38,6 +39,7 @@ class Settings:
     db: str | None
     limits: c.Limits
     storage_check: float = 1.0  # seconds between probes of the storage
+    bots: tuple[Bot, ...] = ()
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -57,7 +59,14 @@ class Settings:
             room_history=int(num("ROOM_HISTORY", base.room_history)),
             max_users=int(num("MAX_USERS", base.max_users)),
         )
-        return cls(env.get("ZCHAT_DB") or None, limits, num("STORAGE_CHECK", 1.0))
+        bots: list[Bot] = []
+        if env.get("ZCHAT_ECHO_BOT"):
+            bots.append(EchoBot(env["ZCHAT_ECHO_BOT"]))
+        openai = bot_from_environment(env)
+        if openai is not None:
+            bots.append(openai)
+        storage_check = num("STORAGE_CHECK", 1.0)
+        return cls(env.get("ZCHAT_DB") or None, limits, storage_check, tuple(bots))
 
 
 class ChatServer:
@@ -75,6 +84,7 @@ class ChatServer:
         state_dir = Path(bridge.zcli.state_dir)  # the workspace's, not the current folder's
         path = Path(settings.db) if settings.db else state_dir / "chat.sqlite3"
         self.storage = SQLiteStorage(path)
+        self.bots = {bot.name: bot for bot in settings.bots}
         self.writer = StorageWriter(self.storage)
         self.core = self._load()
         self.available = True
@@ -84,7 +94,8 @@ class ChatServer:
 
     def _load(self) -> c.ChatCore:
         """A core holding what the storage holds (at start, and after an outage)."""
-        core = c.ChatCore(self.settings.limits, users=set(self.storage.users()))
+        bots = frozenset(bot.name for bot in self.settings.bots)
+        core = c.ChatCore(self.settings.limits, users=set(self.storage.users()), bots=bots)
         core.restore(self.storage.stored(), self.storage.rooms(), self.storage.room_messages())
         core.next_id = max(core.next_id, self.storage.next_id())
         core.reserved = core.next_id - 1
@@ -151,8 +162,25 @@ class ChatServer:
                         handle.cancel()
                 case c.Close(conn, code, reason):
                     _client(conn).close_soon(code, reason)
+                case c.AskBot(prompt, conn):
+                    self._spawn(self._ask(prompt, conn))
         if not io_done.done():
             io_done.set_result(None)
+
+    async def _ask(self, prompt: c.Message, conn: Any) -> None:
+        """One prompt to a bot; many run at once, each answer goes to its own sender."""
+        try:
+            text = await self.bots[prompt.recipient].reply(prompt.sender, prompt.text)
+        except RequestError as exc:
+            effects = self.core.bot_failed(prompt, conn, exc)
+        except Exception:
+            log.exception("the bot %s failed", prompt.recipient)
+            why = RequestError(f"The bot {prompt.recipient} failed with an internal error.",
+                               "internal")  # fmt: skip
+            effects = self.core.bot_failed(prompt, conn, why)
+        else:
+            effects = self.core.bot_answered(prompt, conn, text, time.time())
+        await self._settle(effects)
 
     def _expired(self, message_id: int) -> None:
         self.timers.pop(message_id, None)
@@ -184,6 +212,7 @@ class ChatServer:
 
     def close(self) -> None:
         self.writer.close()
+        _SERVERS.pop(self.bridge, None)
 
 
 _CHANGES = (c.Store, c.Delete, c.AddUser, c.StoreRoom, c.StoreRoomMessage, c.ReserveIds)

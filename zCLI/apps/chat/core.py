@@ -21,6 +21,7 @@ from . import messages as m
 
 __all__ = [
     "AddUser",
+    "AskBot",
     "CancelTimer",
     "ChatCore",
     "Close",
@@ -135,6 +136,15 @@ class StoreRoomMessage:
 
 
 @dataclass(frozen=True)
+class AskBot:
+    """Ask the bot ``prompt.recipient`` for an answer; the adapter reports it back with
+    ``bot_answered`` or ``bot_failed``."""
+
+    prompt: Message
+    sender_conn: Conn
+
+
+@dataclass(frozen=True)
 class ReserveIds:
     """Ids up to ``upto`` may be handed out: recorded before any of them is, so a
     restart (even after ``kill -9``) never hands one out twice."""
@@ -162,7 +172,7 @@ class Close:
 
 # The effects that are storage writes; the adapter finishes them before any send.
 Change = Store | Delete | AddUser | StoreRoom | StoreRoomMessage | ReserveIds
-Effect = Reply | Send | Change | StartTimer | CancelTimer | Close
+Effect = Reply | Send | Change | StartTimer | CancelTimer | Close | AskBot
 ID_BLOCK = 1000  # ids reserved per storage write
 
 
@@ -175,7 +185,7 @@ class _Connection:
 @dataclass
 class _Pending:
     message: Message
-    sender_conn: Conn
+    sender_conn: Conn | None  # None: a bot's answer, nobody to tell
 
 
 @dataclass
@@ -199,8 +209,10 @@ class ChatCore:
     users: set[str] = field(default_factory=set)
     next_id: int = 1
     reserved: int = 0  # the highest id the storage has recorded as handed out
+    bots: frozenset[str] = frozenset()  # users answered by code: always online
 
     def __post_init__(self) -> None:
+        self.users |= self.bots
         self.conns: dict[Conn, _Connection] = {}
         self.deregistered: set[str] = set()
         self.pending: dict[int, _Pending] = {}
@@ -248,9 +260,11 @@ class ChatCore:
 
     def online(self) -> list[str]:
         users = {c.user for c in self.conns.values()} - self.deregistered
-        return sorted(users)
+        return sorted(users | self.bots)
 
     def is_online(self, user: str) -> bool:
+        if user in self.bots:
+            return True
         return user not in self.deregistered and any(c.user == user for c in self.conns.values())
 
     def conns_of(self, user: str) -> list[Conn]:
@@ -326,7 +340,10 @@ class ChatCore:
         if state is None:
             raise RequestError("Sign in first: send auth or login.", "unauthorized")
         state.last_seen = now
-        effects = self._handlers[type(event)](conn, event, now)
+        return self._reserving(self._handlers[type(event)](conn, event, now))
+
+    def _reserving(self, effects: list[Effect]) -> list[Effect]:
+        """``effects`` led by a reservation when they hand out ids past the last one."""
         if self.next_id - 1 > self.reserved:
             self.reserved = self.next_id - 1 + ID_BLOCK
             effects.insert(0, ReserveIds(self.reserved))
@@ -389,35 +406,62 @@ class ChatCore:
             )
         self._check_sending(user, event.text, now)
         message = Message(self._new_id(), user, event.to, event.text, now)
-        effects: list[Effect] = [Reply({"id": message.id, "ts": now})]
-        if online:
-            self.pending[message.id] = _Pending(message, conn)
-            effects += [Send(c, message.event()) for c in self.conns_of(event.to)]
+        if event.to in self.bots:
+            return [Reply({"id": message.id, "ts": now}), AskBot(message, conn)]
+        return [Reply({"id": message.id, "ts": now}), *self._direct(message, conn)]
+
+    def _direct(self, message: Message, sender_conn: Conn | None) -> list[Effect]:
+        """Deliver (and wait for the ack) or store ``message``; tell the sender."""
+        effects: list[Effect] = []
+        if self.is_online(message.recipient):
+            self.pending[message.id] = _Pending(message, sender_conn)
+            effects += [Send(c, message.event()) for c in self.conns_of(message.recipient)]
             effects.append(StartTimer(message.id, self.limits.ack_timeout))
         else:
-            effects += [*self._store(message), Send(conn, _status(message.id, "stored"))]
+            effects += self._store(message)
+            if sender_conn is not None:
+                effects.append(Send(sender_conn, _status(message.id, "stored")))
         return effects
+
+    def bot_answered(
+        self, prompt: Message, sender_conn: Conn, text: str, now: float
+    ) -> list[Effect]:
+        """The bot answered ``prompt``: its sender hears "delivered", then the answer
+        (stored if they have gone; a full mailbox drops it, as for any sender)."""
+        effects: list[Effect] = []
+        if sender_conn in self.conns:
+            effects.append(Send(sender_conn, _status(prompt.id, "delivered")))
+        answer = Message(self._new_id(), prompt.recipient, prompt.sender, text, now)
+        if not self.is_online(answer.recipient) and self._mailbox_full(answer.recipient):
+            return self._reserving(effects)
+        return self._reserving(effects + self._direct(answer, None))
+
+    def bot_failed(self, prompt: Message, sender_conn: Conn, error: RequestError) -> list[Effect]:
+        """The bot could not answer: its sender hears "failed" with the reason."""
+        if sender_conn not in self.conns:
+            return []
+        data = {"id": prompt.id, "status": "failed", "error": error.message, "code": error.code}
+        return [Send(sender_conn, {"event": "chat.status", "data": data})]
 
     def ack_timeout(self, message_id: int, now: float) -> list[Effect]:
         """No ``chat.ack`` in time: store the message, tell the sender ``stored``."""
         pending = self.pending.pop(message_id, None)
         if pending is None:
             return []
-        return [
-            *self._store(pending.message),
-            Send(pending.sender_conn, _status(message_id, "stored")),
-        ]
+        effects = self._store(pending.message)
+        if pending.sender_conn is not None:
+            effects.append(Send(pending.sender_conn, _status(message_id, "stored")))
+        return effects
 
     def _ack(self, conn: Conn, event: m.Ack, now: float) -> list[Effect]:
         user = self._user(conn)
         pending = self.pending.get(event.id)
         if pending is not None and pending.message.recipient == user:
             del self.pending[event.id]
-            return [
-                Reply({"acked": True}),
-                CancelTimer(event.id),
-                Send(pending.sender_conn, _status(event.id, "delivered")),
-            ]
+            effects: list[Effect] = [Reply({"acked": True}), CancelTimer(event.id)]
+            if pending.sender_conn is not None:
+                effects.append(Send(pending.sender_conn, _status(event.id, "delivered")))
+            return effects
         stored = self.stored.get(user, [])
         for index, message in enumerate(stored):
             if message.id == event.id:
@@ -430,7 +474,7 @@ class ChatCore:
         self._check_sending(user, event.text, now)
         effects: list[Effect] = []
         delivered = stored = 0
-        for other in sorted(self.users - {user}):
+        for other in sorted(self.users - {user} - self.bots):
             message = Message(self._new_id(), user, other, event.text, now, all=True)
             if self.is_online(other):
                 effects += [Send(c, message.event()) for c in self.conns_of(other)]

@@ -11,7 +11,9 @@ from zCLI import zCLI
 __all__ = ["run"]
 
 _OPTIONS = ("db", "ack_timeout", "keepalive", "max_text", "max_stored", "max_online",
-            "max_rate", "room_history", "max_users", "auth_timeout")  # fmt: skip
+            "max_rate", "room_history", "max_users", "auth_timeout", "echo_bot")  # fmt: skip
+# options whose variables are the bot's: ZCHAT_BOT_BASE_URL, ..._MODEL, ..._NAME
+_BOT_OPTIONS = {"bot_url": "BASE_URL", "bot_model": "MODEL", "bot_name": "NAME"}
 WEB = Path(__file__).parent / "web"  # the web client, served by zServer
 
 
@@ -20,6 +22,10 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, option, None)
         if value is not None:
             os.environ[f"ZCHAT_{option.upper()}"] = str(value)
+    for option, name in _BOT_OPTIONS.items():
+        value = getattr(args, option, None)
+        if value is not None:
+            os.environ[f"ZCHAT_BOT_{name}"] = str(value)
     http: dict[str, object] = {
         "enabled": args.http_port is not None,
         "host": args.host,
