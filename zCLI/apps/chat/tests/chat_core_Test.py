@@ -11,6 +11,7 @@ from zCLI.apps.chat import messages as m
 from zCLI.apps.chat.core import (
     ID_BLOCK,
     AddUser,
+    AskBot,
     CancelTimer,
     ChatCore,
     Close,
@@ -262,6 +263,47 @@ class TestIds(ChatTestCase):
             writer.close()
 
         asyncio.run(run())
+
+
+class TestBots(ChatTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.core = ChatCore(Limits(max_rate=10), bots=frozenset({"echo"}), reserved=10**6)
+
+    def test_a_bot_is_always_online_and_asked(self) -> None:
+        """A bot is online without a connection; a message to it asks it."""
+        self.sign_in("alice")
+        self.assertEqual(self.do("alice", "chat.online"), [Reply({"users": ["alice", "echo"]})])
+        prompt = Message(1, "alice", "echo", "hi", 0.0)
+        self.assertEqual(
+            self.do("alice", "chat.send", to="echo", text="hi"),
+            [Reply({"id": 1, "ts": 0.0}), AskBot(prompt, "alice-conn")],
+        )
+
+    def test_the_answer_goes_to_the_asker_as_a_direct_message(self) -> None:
+        """The asker hears delivered, then the answer, which waits for an ack."""
+        self.sign_in("alice")
+        prompt = Message(1, "alice", "echo", "hi", 0.0)
+        self.core.next_id = 2
+        answer = Message(2, "echo", "alice", "hi!", 1.0)
+        self.assertEqual(
+            self.core.bot_answered(prompt, "alice-conn", "hi!", 1.0),
+            [Send("alice-conn", status(1, "delivered")), Send("alice-conn", answer.event()),
+             StartTimer(2, 0.5)],
+        )  # fmt: skip
+        self.assertEqual(self.core.ack_timeout(2, 1.5), [Store(answer)])
+
+    def test_a_failure_reaches_the_asker(self) -> None:
+        """A bot that cannot answer: the asker gets status failed with the sentence."""
+        self.sign_in("alice")
+        prompt = Message(1, "alice", "echo", "hi", 0.0)
+        error = RequestError("The bot echo cannot answer right now: down.", "bot_unavailable")
+        data = {"id": 1, "status": "failed", "error": error.message, "code": "bot_unavailable"}
+        self.assertEqual(
+            self.core.bot_failed(prompt, "alice-conn", error),
+            [Send("alice-conn", {"event": "chat.status", "data": data})],
+        )
+        self.assertEqual(self.core.bot_failed(prompt, "gone-conn", error), [])
 
 
 class TestInitialDataAndRooms(ChatTestCase):
