@@ -48,6 +48,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bot-model", help="the model the bot asks for (gpt-4o-mini)")
     parser.add_argument("--bot-name", help="the user name of that bot (gpt)")
     parser.add_argument("--auth-timeout", type=float, help="seconds to sign in after connecting")
+    parser.add_argument("--token-ttl", type=float, help="seconds a sign-in token lasts (3600)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.http_port is not None:
         http["port"] = args.http_port
-    spark = {
+    spark: dict[str, object] = {
         "zWorkspace": os.path.abspath(args.workspace),
         "zMode": "zBifrost",
         "plugins": ["zCLI.apps.chat.bridge"],
@@ -45,4 +45,6 @@ def run(args: argparse.Namespace) -> int:
         },
         "http_server": http,
     }
+    if args.token_ttl is not None:
+        spark["auth"] = {"token_ttl": args.token_ttl}
     return zCLI(spark).run()

@@ -62,7 +62,8 @@ class Peer:
             self.changed.set()
 
     def take(self, message: dict[str, Any]) -> None:
-        event, data, rid = message.get("event"), message.get("data"), message.get("_requestId")
+        event, rid = message.get("event"), message.get("_requestId")
+        data: Any = message.get("data")
         if event == "chat.message":
             self.received.append((data["id"], data["text"], data.get("offline", False)))
             if self.acks:
