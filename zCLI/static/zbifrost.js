@@ -8,7 +8,8 @@
 //
 // Replies are matched to requests by _requestId; a request that gets no reply within
 // `timeout` ms rejects. After an unexpected close the client reconnects with backoff
-// (250 ms doubling to `maxBackoff`) unless the server refused it (close 1008).
+// (250 ms doubling to `maxBackoff`) unless the server refused it (close 1008), on the
+// first connection or on a reconnect attempt.
 
 export class ZBifrost {
   constructor(url, { token = null, timeout = 10000, reconnect = true, maxBackoff = 8000,
@@ -48,7 +49,9 @@ export class ZBifrost {
         this._failPending(`connection closed (${event.code} ${event.reason})`);
         this._emit("close", { code: event.code, reason: event.reason });
         if (!opened) {
-          reject(new Error(`zBifrost refused the connection: ${event.code} ${event.reason}`));
+          const error = new Error(`zBifrost refused the connection: ${event.code} ${event.reason}`);
+          error.code = event.code;
+          reject(error);
         }
         if (opened && this.reconnect && !this.closedByUser && event.code !== 1008) {
           this._scheduleReconnect();
@@ -61,9 +64,12 @@ export class ZBifrost {
     const delay = Math.min(this.maxBackoff, 250 * 2 ** this.attempts);
     this.attempts += 1;
     setTimeout(() => {
+      if (this.closedByUser) return;
       this.connect().then(
         () => this._emit("reconnect", this.info),
-        () => this._scheduleReconnect());
+        (error) => {  // a refusal (1008: a revoked or expired token) ends the retries
+          if (!this.closedByUser && error.code !== 1008) this._scheduleReconnect();
+        });
     }, delay);
   }
 

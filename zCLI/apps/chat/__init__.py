@@ -71,5 +71,6 @@ PLUGIN = Plugin(
         "zCLI.apps.chat.tests.chat_terminal_Test",
         "zCLI.apps.chat.tests.chat_plan001_Test",
         "zCLI.apps.chat.tests.chat_recovery_Test",
+        "zCLI.apps.chat.tests.chat_web_Test",
     ],
 )
