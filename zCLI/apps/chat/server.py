@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
-from zCLI import zCLI
+from zCLI import StorageError, zCLI
+
+from .storage import SQLiteStorage
 
 __all__ = ["run"]
 
@@ -47,4 +50,11 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.token_ttl is not None:
         spark["auth"] = {"token_ttl": args.token_ttl}
-    return zCLI(spark).run()
+    z = zCLI(spark)
+    path = Path(args.db) if args.db else Path(z.state_dir) / "chat.sqlite3"
+    try:  # a database that cannot be opened stops the start, with its sentence
+        SQLiteStorage(path).close()
+    except StorageError as exc:
+        sys.stderr.write(f"zcli chat: error: {exc}\n")
+        return 2
+    return z.run()
