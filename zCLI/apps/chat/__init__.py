@@ -72,5 +72,13 @@ PLUGIN = Plugin(
         "zCLI.apps.chat.tests.chat_plan001_Test",
         "zCLI.apps.chat.tests.chat_recovery_Test",
         "zCLI.apps.chat.tests.chat_web_Test",
+        "zCLI.apps.chat.tests.chat_plan002_auth_Test",
+        "zCLI.apps.chat.tests.chat_plan002_initial_data_Test",
+        "zCLI.apps.chat.tests.chat_plan002_messages_Test",
+        "zCLI.apps.chat.tests.chat_plan002_status_Test",
+        "zCLI.apps.chat.tests.chat_plan002_keepalive_Test",
+        "zCLI.apps.chat.tests.chat_plan002_restart_Test",
+        "zCLI.apps.chat.tests.chat_plan002_storage_Test",
+        "zCLI.apps.chat.tests.chat_plan002_bots_Test",
     ],
 )

@@ -130,6 +130,9 @@ class ChatServer:
             except asyncio.CancelledError:  # the connection went: the others still hear
                 self._spawn(self._io_after(waits, later, io_done))
                 raise
+            except Exception:  # a bug: zBifrost logs it and answers "internal"
+                self._io([], io_done)
+                raise
         loop.call_soon(self._io, later, io_done)  # after zBifrost has sent the reply
         return reply
 
@@ -141,6 +144,9 @@ class ChatServer:
         except StorageError:
             later = []
             self.storage_lost()
+        except Exception:
+            later = []
+            log.exception("a write of a closed connection's request failed")
         self._io(later, io_done)
 
     def _spawn(self, work: Any) -> None:

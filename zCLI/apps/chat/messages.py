@@ -174,6 +174,14 @@ def _check(event: str, key: str, value: Any, optional: bool) -> Any:
         return value
     if not isinstance(value, str):
         raise RequestError(f"Field {key!r} must be a string.", "invalid_message")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # JSON lets "\ud800" through; no store or browser can
+            raise RequestError(
+                f"Field {key!r} must be Unicode text; it holds a lone surrogate.",
+                "invalid_message",
+            ) from None
     if key in _NAMES:
         if len(value) > MAX_NAME:
             raise RequestError(

@@ -5,11 +5,14 @@ thread takes everything queued so far and writes it in one transaction (a group
 commit: one sync for many requests under load), then settles each future: all of them
 succeed, or all fail with the ``StorageError``. Writes happen in the order they were
 submitted. ``probe`` goes through the same queue, so it waits behind real writes.
+An unexpected error (a bug) fails that batch's futures with it and is logged; the
+thread goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import threading
 from collections.abc import Sequence
@@ -23,6 +26,7 @@ from .storage import Storage
 __all__ = ["StorageWriter"]
 
 MAX_BATCH = 512  # submissions per transaction
+log = logging.getLogger("zCLI.apps.chat")
 
 
 @dataclass
@@ -76,7 +80,7 @@ class StorageWriter:
 
     def _write(self, batch: list[_Job]) -> None:
         changes = [change for job in batch for change in job.changes]
-        error: StorageError | None = None
+        error: Exception | None = None
         try:
             if changes:
                 self.storage.write(changes)
@@ -84,11 +88,14 @@ class StorageWriter:
                 self.storage.probe()
         except StorageError as exc:
             error = exc
+        except Exception as exc:  # a bug: the waiters hear of it, the thread goes on
+            log.exception("a storage write failed with an unexpected error")
+            error = exc
         for job in batch:
             _settle(job.future, error)
 
 
-def _settle(future: asyncio.Future[None], error: StorageError | None) -> None:
+def _settle(future: asyncio.Future[None], error: Exception | None) -> None:
     def done() -> None:
         if future.done():  # its waiter was cancelled
             return
