@@ -2,12 +2,13 @@
 
 The public names a suite uses: the harness (``zTestCase``, ``timeout``, ``UNIT``,
 ``artifact_path``), requirements that skip with a reason (``requires_network``,
-``requires_browser``, ``requires_source_tree``), metrics (``record_metric``,
+``requires_browser``, ``requires_source_tree``), a Chromium per class
+(``BrowserTestCase``), metrics (``record_metric``,
 ``record_samples``), black-box targets (``Target``), time limits (``time_limit``) and
 systems under test as real processes (``ServerProcess``, ``served_app``).
 """
 
-from .browser import requires_browser
+from .browser import BrowserTestCase, requires_browser
 from .harness import REPO_ROOT, UNIT, artifact_path, requires_source_tree, timeout, zTestCase
 from .metrics import Metric, Samples, record_metric, record_samples
 from .network import network_unavailable, requires_network
@@ -17,6 +18,7 @@ from .timeouts import TestTimedOut, time_limit
 
 __all__ = [
     "REPO_ROOT",
+    "BrowserTestCase",
     "UNIT",
     "Metric",
     "Samples",

@@ -10,11 +10,19 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import unittest
 from typing import Any
 
 from .requirements import requirement
 
-__all__ = ["CHROMIUM_ARGS", "browser_unavailable", "chromium_path", "launch", "requires_browser"]
+__all__ = [
+    "CHROMIUM_ARGS",
+    "BrowserTestCase",
+    "browser_unavailable",
+    "chromium_path",
+    "launch",
+    "requires_browser",
+]
 # What a closed network needs: no background connections, no first-run work.
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -49,3 +57,30 @@ def launch(playwright: Any) -> Any:
     return playwright.chromium.launch(
         executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS
     )
+
+
+class BrowserTestCase(unittest.TestCase):
+    """One headless Chromium for the class (``self.browser``), started in
+    ``setUpClass`` and closed in ``tearDownClass``; decorate the subclass with
+    ``requires_browser`` so a missing browser skips (or fails under ZTEST_STRICT)."""
+
+    playwright: Any
+    browser: Any
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        super().setUpClass()
+        from playwright.sync_api import sync_playwright
+
+        cls.playwright = sync_playwright().start()
+        try:
+            cls.browser = launch(cls.playwright)
+        except Exception:
+            cls.playwright.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.browser.close()
+        cls.playwright.stop()
+        super().tearDownClass()

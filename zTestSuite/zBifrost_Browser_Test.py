@@ -9,11 +9,11 @@ outside a source checkout (an installed wheel) the demos are not there and they 
 from __future__ import annotations
 
 import signal
-import unittest
 from typing import Any
 
 from zTestSuite import (
     REPO_ROOT,
+    BrowserTestCase,
     ServedApp,
     requires_browser,
     requires_network,
@@ -21,7 +21,6 @@ from zTestSuite import (
     served_app,
     timeout,
 )
-from zTestSuite.browser import launch
 
 
 def serve(app: str, ws_port: int = 0, http_port: int = 0) -> ServedApp:
@@ -38,7 +37,7 @@ def stop(app: ServedApp, signum: int = signal.SIGTERM) -> tuple[int, str]:
 
 @requires_source_tree
 @requires_network
-class TestServeCommand(unittest.TestCase):
+class TestServeCommand(BrowserTestCase):
     def test_serve_prints_urls_and_stops_on_a_signal(self) -> None:
         """zcli serve prints both URLs and exits 0 with 'Stopped.' on SIGTERM or Ctrl-C."""
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -81,23 +80,7 @@ class TestServeCommand(unittest.TestCase):
 @requires_browser
 @requires_source_tree
 @requires_network
-class TestDemosInChromium(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls) -> None:
-        from playwright.sync_api import sync_playwright
-
-        cls.playwright = sync_playwright().start()
-        try:
-            cls.browser = launch(cls.playwright)
-        except Exception:
-            cls.playwright.stop()
-            raise
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.browser.close()
-        cls.playwright.stop()
-
+class TestDemosInChromium(BrowserTestCase):
     def open(self, app: str) -> Any:
         served = serve(app)
         self.addCleanup(served.stop)

@@ -17,34 +17,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from zTestSuite import ServerProcess, artifact_path, requires_browser, requires_network, timeout
-from zTestSuite.browser import launch
+from zTestSuite import (
+    BrowserTestCase,
+    ServerProcess,
+    artifact_path,
+    requires_browser,
+    requires_network,
+    timeout,
+)
 
 MARKUP = "<img src=x onerror=alert(1)>"
 
 
 @requires_browser
 @requires_network
-class ChatWebTest(unittest.TestCase):
-    playwright: Any  # one Chromium for the class; each page gets its own context
-    browser: Any
-
-    @classmethod
-    def setUpClass(cls) -> None:
-        from playwright.sync_api import sync_playwright
-
-        cls.playwright = sync_playwright().start()
-        try:
-            cls.browser = launch(cls.playwright)
-        except Exception:
-            cls.playwright.stop()
-            raise
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.browser.close()
-        cls.playwright.stop()
-
+class ChatWebTest(BrowserTestCase):
     def setUp(self) -> None:
         from playwright.sync_api import expect
 
