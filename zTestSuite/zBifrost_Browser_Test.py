@@ -9,6 +9,7 @@ outside a source checkout (an installed wheel) the demos are not there and they 
 from __future__ import annotations
 
 import signal
+import unittest
 from typing import Any
 
 from zTestSuite import (
@@ -37,7 +38,7 @@ def stop(app: ServedApp, signum: int = signal.SIGTERM) -> tuple[int, str]:
 
 @requires_source_tree
 @requires_network
-class TestServeCommand(BrowserTestCase):
+class TestServeCommand(unittest.TestCase):
     def test_serve_prints_urls_and_stops_on_a_signal(self) -> None:
         """zcli serve prints both URLs and exits 0 with 'Stopped.' on SIGTERM or Ctrl-C."""
         for signum in (signal.SIGTERM, signal.SIGINT):
