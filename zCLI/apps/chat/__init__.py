@@ -80,5 +80,6 @@ PLUGIN = Plugin(
         "zCLI.apps.chat.tests.chat_plan002_restart_Test",
         "zCLI.apps.chat.tests.chat_plan002_storage_Test",
         "zCLI.apps.chat.tests.chat_plan002_bots_Test",
+        "zCLI.apps.chat.tests.chat_fuzz_Test",
     ],
 )
