@@ -3,7 +3,9 @@
 Python's ``json.loads`` accepts ``NaN``, ``Infinity`` and ``-Infinity``, and reads
 ``1e999`` as infinity; none of them is JSON, and echoing them back produces text no
 other parser reads. ``loads`` refuses them with ``NotJson``, which says which token
-it was; each caller words the sentence its client gets.
+it was; each caller words the sentence its client gets. ``dumps`` refuses to write
+them (ValueError). Both reuse one encoder and one decoder: building them per call
+costs more than a small message's encoding.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import json
 import math
 from typing import Any
 
-__all__ = ["NotJson", "loads"]
+__all__ = ["NotJson", "dumps", "loads"]
 
 
 class NotJson(ValueError):
@@ -35,7 +37,19 @@ def _finite_float(text: str) -> float:
     return value
 
 
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
+_ENCODER = json.JSONEncoder(allow_nan=False)
+
+
 def loads(text: str | bytes) -> Any:
     """``json.loads`` that raises NotJson for NaN, Infinity and overflowing numbers
     (and, like it, ValueError for malformed text, RecursionError for deep nesting)."""
+    if isinstance(text, str):
+        return _DECODER.decode(text)
     return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
+def dumps(value: Any) -> str:
+    """``json.dumps`` that raises ValueError for NaN and infinities (TypeError for what
+    JSON has no form for)."""
+    return _ENCODER.encode(value)

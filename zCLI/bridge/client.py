@@ -21,6 +21,7 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection, broadcast
 from websockets.exceptions import ConnectionClosed
 
+from .. import strict_json
 from ..auth import Identity
 from ..session import Session
 from .limits import TokenBucket
@@ -73,7 +74,7 @@ class Client:
         """Send one JSON message. A payload that is not strict JSON (a plugin returned a
         set, NaN, ...) is our bug: logged, and the client gets an ``internal`` error."""
         try:
-            text = json.dumps(payload, allow_nan=False)
+            text = strict_json.dumps(payload)
         except (TypeError, ValueError):
             log.exception("a reply to client %s could not be encoded as JSON", self.id)
             text = json.dumps(

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import inspect
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
@@ -432,8 +433,7 @@ class zBifrost:
             if request.event == "dispatch":
                 self._start_dispatch(client, request, request_id, tasks)
             elif request.event in self.zcli.plugins.events:
-                # a plugin's handler may wait; the reader must go on
-                tasks.create_task(self._guarded(handler, client, request, request_id))
+                self._start_plugin_event(client, request, request_id, tasks)
             else:
                 await self._guarded(handler, client, request, request_id)
 
@@ -590,23 +590,78 @@ class zBifrost:
             await client.ws.close(1008, "Signed out.")
 
     def _plugin_handler(self, handler: Callable[..., Any]) -> Handler:
+        """The handler awaited to the end (public events before sign-in)."""
+
         async def run(client: Client, request: Request, rid: Any) -> None:
-            context = EventContext(self, client, rid)
-            data = request.body.get("data", {})
-            try:
-                result = handler(context, data)
-                if asyncio.iscoroutine(result):
-                    result = await result
-            except zCLIError:
-                raise
-            except Exception:
-                log.exception("plugin event %s failed", request.event)
-                raise RequestError(
-                    f"The {request.event} handler failed with an internal error.", "internal"
-                ) from None
+            result = self._call_plugin(handler, client, request, rid)
+            if inspect.isawaitable(result):
+                result = await self._plugin_result(request.event, result)
             client.send(result_reply(rid, result))
 
         return run
+
+    def _start_plugin_event(
+        self, client: Client, request: Request, rid: Any, tasks: asyncio.TaskGroup
+    ) -> None:
+        """A plain function runs here in the reader and is answered before the next
+        frame is read. An ``asyncio.Future`` it returns is answered when it is done
+        (no task); any other awaitable (every ``async def`` handler's coroutine) is
+        awaited in a task of its own. Either way the reader goes on meanwhile."""
+        handler = self.zcli.plugins.events[request.event][1]
+        try:
+            result = self._call_plugin(handler, client, request, rid)
+        except RequestError as exc:
+            client.send(error_reply(rid, exc.code, exc.message))
+            return
+        if isinstance(result, asyncio.Future):
+            result.add_done_callback(
+                lambda done: self._answer_future(client, request.event, rid, done)
+            )
+        elif inspect.isawaitable(result):
+            tasks.create_task(self._finish_plugin_event(client, request, rid, result))
+        else:
+            client.send(result_reply(rid, result))
+
+    @staticmethod
+    def _answer_future(client: Client, event: str, rid: Any, done: asyncio.Future[Any]) -> None:
+        if done.cancelled():
+            return
+        error = done.exception()
+        if error is None:
+            client.send(result_reply(rid, done.result()))
+            return
+        if not isinstance(error, RequestError):
+            error = _internal(event, error)
+        client.send(error_reply(rid, error.code, error.message))
+
+    async def _finish_plugin_event(
+        self, client: Client, request: Request, rid: Any, pending: Awaitable[Any]
+    ) -> None:
+        try:
+            result = await self._plugin_result(request.event, pending)
+        except RequestError as exc:
+            client.send(error_reply(rid, exc.code, exc.message))
+            return
+        client.send(result_reply(rid, result))
+
+    def _call_plugin(
+        self, handler: Callable[..., Any], client: Client, request: Request, rid: Any
+    ) -> Any:
+        try:
+            return handler(EventContext(self, client, rid), request.body.get("data", {}))
+        except zCLIError:
+            raise
+        except Exception:
+            raise _internal(request.event) from None
+
+    @staticmethod
+    async def _plugin_result(event: str, pending: Awaitable[Any]) -> Any:
+        try:
+            return await pending
+        except zCLIError:
+            raise
+        except Exception:
+            raise _internal(event) from None
 
     # --- revocations ------------------------------------------------------------------
 
@@ -672,3 +727,10 @@ async def _all_within(waits: list[Any], seconds: float) -> None:
     for task in pending:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _internal(event: str, error: BaseException | None = None) -> RequestError:
+    """A plugin handler's bug, ``error`` or the one being handled: logged with its
+    traceback; the client's sentence names only the event."""
+    log.error("plugin event %s failed", event, exc_info=error or True)
+    return RequestError(f"The {event} handler failed with an internal error.", "internal")

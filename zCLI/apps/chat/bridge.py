@@ -12,7 +12,9 @@ import asyncio
 import logging
 import os
 import time
+from collections import deque
 from dataclasses import dataclass
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -69,13 +71,28 @@ class Settings:
         return cls(env.get("ZCHAT_DB") or None, limits, storage_check, tuple(bots))
 
 
+_Answer = asyncio.Future[dict[str, Any] | None]
+
+
+@dataclass
+class _Step:
+    """A step waiting for the disk: its reply, then its sends, once ``write`` (None:
+    nothing of its own) is committed and every earlier step has been answered."""
+
+    reply: dict[str, Any] | None
+    later: list[c.Effect]
+    write: asyncio.Future[None] | None
+    answer: _Answer
+
+
 class ChatServer:
     """One bridge's chat: the core, its storage (through the writer thread), timers.
 
     Effects are carried out in the order the core produced them, across requests: the
-    storage writes of a step are committed before any of its sends, and a step's sends
-    wait for the previous step's (``_last_io``), so a later message never overtakes an
-    earlier one that waited for the disk.
+    storage writes of a step are committed before its reply and sends, and a step waits
+    behind every earlier step still waiting for the disk (``_waiting``), so a later
+    message never overtakes an earlier one. A step with nothing to wait for, the usual
+    case, is answered at once, without a future or a task.
     """
 
     def __init__(self, bridge: Any, settings: Settings) -> None:
@@ -87,9 +104,11 @@ class ChatServer:
         self.bots = {bot.name: bot for bot in settings.bots}
         self.writer = StorageWriter(self.storage)
         self.core = self._load()
+        self.committed = self.core.reserved  # ids up to this one are recorded as used
+        self._reservation: asyncio.Future[None] | None = None  # the newest in flight
         self.available = True
-        self.timers: dict[int, asyncio.TimerHandle] = {}
-        self._last_io: asyncio.Future[None] | None = None
+        self._expiry: asyncio.TimerHandle | None = None  # at the core's next deadline
+        self._waiting: deque[_Step] = deque()  # steps waiting for the disk, in order
         self._tasks: set[asyncio.Task[None]] = set()
 
     def _load(self) -> c.ChatCore:
@@ -102,76 +121,126 @@ class ChatServer:
         return core
 
     async def apply(self, effects: list[c.Effect]) -> dict[str, Any] | None:
-        """Carry out ``effects``; returns the reply, which zBifrost sends before the
-        sends of ``effects`` go out. ``RequestError`` storage_error if a write fails."""
-        loop = asyncio.get_running_loop()
+        """Carry out ``effects`` and wait until they are; returns the reply."""
+        reply = self.start(effects)
+        if isinstance(reply, asyncio.Future):
+            return await reply
+        return reply
+
+    def start(self, effects: list[c.Effect]) -> dict[str, Any] | None | _Answer:
+        """Carry out ``effects``: the reply at once when nothing waits for the disk
+        (the sends follow it on the loop's next turn), else a future of the reply that
+        fails with ``RequestError`` storage_error if the step's write fails. The step
+        takes its place in the order now, whether or not the future is awaited."""
         reply: dict[str, Any] | None = None
         changes: list[c.Change] = []
+        reserve: c.ReserveIds | None = None
         later: list[c.Effect] = []
         for effect in effects:
             if isinstance(effect, c.Reply):
                 reply = effect.result
+            elif isinstance(effect, c.ReserveIds):
+                reserve = effect
             elif isinstance(effect, _CHANGES):
                 changes.append(effect)
             else:
                 later.append(effect)
-        previous, io_done = self._last_io, loop.create_future()
-        self._last_io = io_done
-        waits = [self.writer.submit(changes)] if changes else []
-        if previous is not None and not previous.done():
-            waits.append(previous)
-        if waits:
-            try:
-                await asyncio.shield(asyncio.gather(*waits))
-            except StorageError:
-                self._io([], io_done)
-                self.storage_lost()
-                raise RequestError(UNAVAILABLE, "storage_error") from None
-            except asyncio.CancelledError:  # the connection went: the others still hear
-                self._spawn(self._io_after(waits, later, io_done))
-                raise
-            except Exception:  # a bug: zBifrost logs it and answers "internal"
-                self._io([], io_done)
-                raise
-        loop.call_soon(self._io, later, io_done)  # after zBifrost has sent the reply
-        return reply
+        loop = asyncio.get_running_loop()
+        if reserve is not None:  # the core asks ahead: nothing waits for it but ids past it
+            self._reserve(reserve)
+        unrecorded = self.core.next_id - 1 > self.committed  # an id handed out too early
+        if not changes and not self._waiting and not unrecorded:
+            loop.call_soon(self._io, later)  # after zBifrost has sent the reply
+            return reply
+        if changes:
+            write: asyncio.Future[None] | None = self.writer.submit(changes)
+        else:  # behind earlier steps, or behind the reservation of its ids
+            write = self._reservation if unrecorded else None
+        step = _Step(reply, later, write, loop.create_future())
+        self._waiting.append(step)
+        if write is not None:
+            write.add_done_callback(self._drain)
+        elif len(self._waiting) == 1:
+            loop.call_soon(self._drain)
+        return step.answer
 
-    async def _io_after(
-        self, waits: list[asyncio.Future[None]], later: list[c.Effect], io_done: Any
-    ) -> None:
-        try:
-            await asyncio.gather(*waits)
-        except StorageError:
-            later = []
-            self.storage_lost()
-        except Exception:
-            later = []
-            log.exception("a write of a closed connection's request failed")
-        self._io(later, io_done)
+    def _reserve(self, reserve: c.ReserveIds) -> None:
+        """Record ``reserve`` ahead of the step's own writes (the writer keeps order);
+        ``committed`` follows once it is on disk."""
+        future = self.writer.submit([reserve])
+        self._reservation = future
+
+        def recorded(done: asyncio.Future[None]) -> None:
+            error = done.exception()
+            if error is None:
+                self.committed = max(self.committed, reserve.upto)
+            elif isinstance(error, StorageError):
+                self.storage_lost()
+
+        future.add_done_callback(recorded)
+
+    def _drain(self, _written: object = None) -> None:
+        """Answer the waiting steps from the oldest, up to the first whose write is
+        not committed yet; each one's sends follow its reply."""
+        loop = asyncio.get_running_loop()
+        while self._waiting:
+            step = self._waiting[0]
+            if step.write is not None and not step.write.done():
+                return
+            self._waiting.popleft()
+            error = step.write.exception() if step.write is not None else None
+            if step.answer.done():  # its waiter was cancelled: the others still hear
+                pass
+            elif error is None:
+                step.answer.set_result(step.reply)
+            elif isinstance(error, StorageError):
+                step.answer.set_exception(RequestError(UNAVAILABLE, "storage_error"))
+            else:  # a bug, logged by the writer: zBifrost answers "internal"
+                step.answer.set_exception(error)
+            if error is None:
+                loop.call_soon(self._io, step.later)
+            elif isinstance(error, StorageError):
+                self.storage_lost()  # the sender is never told "stored"
 
     def _spawn(self, work: Any) -> None:
         task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _io(self, effects: list[c.Effect], io_done: asyncio.Future[None]) -> None:
-        loop = asyncio.get_running_loop()
-        for effect in effects:
-            match effect:
-                case c.Send(conn, payload):
-                    _client(conn).send(payload)
-                case c.StartTimer(message_id, seconds):
-                    self.timers[message_id] = loop.call_later(seconds, self._expired, message_id)
-                case c.CancelTimer(message_id):
-                    handle = self.timers.pop(message_id, None)
-                    if handle is not None:
-                        handle.cancel()
-                case c.Close(conn, code, reason):
-                    _client(conn).close_soon(code, reason)
-                case c.AskBot(prompt, conn):
-                    self._spawn(self._ask(prompt, conn))
-        if not io_done.done():
-            io_done.set_result(None)
+    def _io(self, effects: list[c.Effect]) -> None:
+        # A run of sends of one payload (a presence table to everyone) is encoded once.
+        for payload_id, run in groupby(effects, key=_payload_id):
+            if payload_id is not None:
+                sends = [effect for effect in run if isinstance(effect, c.Send)]
+                if len(sends) == 1:
+                    _client(sends[0].conn).send(sends[0].payload)
+                else:
+                    self.bridge.broadcast(sends[0].payload, to=[send.conn for send in sends])
+                continue
+            for effect in run:
+                match effect:
+                    case c.Close(conn, code, reason):
+                        _client(conn).close_soon(code, reason)
+                    case c.AskBot(prompt, conn):
+                        self._spawn(self._ask(prompt, conn))
+        if self._expiry is None and self.core.pending and self.available:
+            self._arm_expiry()
+
+    def _arm_expiry(self) -> None:
+        """One timer at a time, at the oldest unacknowledged message's deadline."""
+        deadline = self.core.next_deadline()
+        if deadline is not None:
+            delay = max(deadline - time.time(), 0.0)
+            self._expiry = asyncio.get_running_loop().call_later(delay, self._expired)
+
+    def _expired(self) -> None:
+        self._expiry = None
+        if not self.available:  # storage_lost: the core starts over on recovery
+            return
+        effects = self.core.expire(time.time())
+        if effects:
+            self._spawn(self._settle(effects))
+        self._arm_expiry()
 
     async def _ask(self, prompt: c.Message, conn: Any) -> None:
         """One prompt to a bot; many run at once, each answer goes to its own sender."""
@@ -188,10 +257,6 @@ class ChatServer:
             effects = self.core.bot_answered(prompt, conn, text, time.time())
         await self._settle(effects)
 
-    def _expired(self, message_id: int) -> None:
-        self.timers.pop(message_id, None)
-        self._spawn(self._settle(self.core.ack_timeout(message_id, time.time())))
-
     async def _settle(self, effects: list[c.Effect]) -> None:
         """Apply effects no request waits for (a timer's, a hook's)."""
         try:
@@ -204,15 +269,16 @@ class ChatServer:
         if self.available:
             log.warning("the chat storage is unavailable: signing everyone out")
         self.available = False
-        for handle in self.timers.values():
-            handle.cancel()
-        self.timers.clear()
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
         for conn in list(self.core.conns):
             _client(conn).close_soon(1013, UNAVAILABLE)
 
     async def recover(self) -> None:
         """The storage answers again: start over from what it holds."""
         self.core = await asyncio.to_thread(self._load)
+        self.committed, self._reservation = self.core.reserved, None
         self.available = True
         log.warning("the chat storage is back: serving again")
 
@@ -222,6 +288,10 @@ class ChatServer:
 
 
 _CHANGES = (c.Store, c.Delete, c.AddUser, c.StoreRoom, c.StoreRoomMessage, c.ReserveIds)
+
+
+def _payload_id(effect: c.Effect) -> int | None:
+    return id(effect.payload) if isinstance(effect, c.Send) else None
 
 
 def _client(conn: object) -> Any:
@@ -254,10 +324,10 @@ async def _gone(ctx: Ctx) -> None:
 
 
 def _handler(name: str) -> Any:
-    async def handle(ctx: Ctx, data: Any) -> Any:
+    def handle(ctx: Ctx, data: Any) -> Any:  # inline in zBifrost's reader when it can be
         chat = chat_of(ctx.bridge)
         event = m.parse(name, data)
-        return await chat.apply(chat.core.received(ctx.client, event, time.time()))
+        return chat.start(chat.core.received(ctx.client, event, time.time()))
 
     return handle
 

@@ -22,7 +22,6 @@ from . import messages as m
 __all__ = [
     "AddUser",
     "AskBot",
-    "CancelTimer",
     "ChatCore",
     "Close",
     "Delete",
@@ -35,7 +34,6 @@ __all__ = [
     "ReserveIds",
     "RoomMessage",
     "Send",
-    "StartTimer",
     "Store",
     "StoreRoom",
     "StoreRoomMessage",
@@ -153,17 +151,6 @@ class ReserveIds:
 
 
 @dataclass(frozen=True)
-class StartTimer:
-    message_id: int
-    seconds: float
-
-
-@dataclass(frozen=True)
-class CancelTimer:
-    message_id: int
-
-
-@dataclass(frozen=True)
 class Close:
     conn: Conn
     code: int
@@ -172,7 +159,7 @@ class Close:
 
 # The effects that are storage writes; the adapter finishes them before any send.
 Change = Store | Delete | AddUser | StoreRoom | StoreRoomMessage | ReserveIds
-Effect = Reply | Send | Change | StartTimer | CancelTimer | Close | AskBot
+Effect = Reply | Send | Change | Close | AskBot
 ID_BLOCK = 1000  # ids reserved per storage write
 
 
@@ -186,6 +173,7 @@ class _Connection:
 class _Pending:
     message: Message
     sender_conn: Conn | None  # None: a bot's answer, nobody to tell
+    deadline: float  # no chat.ack by then: stored
 
 
 @dataclass
@@ -208,15 +196,16 @@ class ChatCore:
     limits: Limits = field(default_factory=Limits)
     users: set[str] = field(default_factory=set)
     next_id: int = 1
-    reserved: int = 0  # the highest id the storage has recorded as handed out
+    reserved: int = 0  # the highest id reserved so far (asked of the storage)
     bots: frozenset[str] = frozenset()  # users answered by code: always online
 
     def __post_init__(self) -> None:
         self.users |= self.bots
         self.conns: dict[Conn, _Connection] = {}
+        self._conns_by_user: dict[str, dict[Conn, None]] = {}  # an ordered set per user
         self.deregistered: set[str] = set()
         self.pending: dict[int, _Pending] = {}
-        self.stored: dict[str, list[Message]] = {}
+        self.stored: dict[str, dict[int, Message]] = {}  # per user, by id, in stored order
         self.rooms: dict[str, set[str]] = {}
         self.history: dict[str, deque[RoomMessage]] = {}
         self._rates: dict[str, _Rate] = {}
@@ -248,7 +237,7 @@ class ChatCore:
         """Load the durable state after a (re)start; ids continue after the highest
         (set ``next_id`` and ``reserved`` from the storage's record as well)."""
         for message in sorted(stored, key=lambda msg: msg.id):
-            self.stored.setdefault(message.recipient, []).append(message)
+            self.stored.setdefault(message.recipient, {})[message.id] = message
             self.next_id = max(self.next_id, message.id + 1)
         for room, members in rooms:
             self.rooms[room] = set(members)
@@ -259,16 +248,29 @@ class ChatCore:
     # --- presence --------------------------------------------------------------------
 
     def online(self) -> list[str]:
-        users = {c.user for c in self.conns.values()} - self.deregistered
-        return sorted(users | self.bots)
+        return sorted((self._conns_by_user.keys() - self.deregistered) | self.bots)
 
     def is_online(self, user: str) -> bool:
         if user in self.bots:
             return True
-        return user not in self.deregistered and any(c.user == user for c in self.conns.values())
+        return user not in self.deregistered and user in self._conns_by_user
 
     def conns_of(self, user: str) -> list[Conn]:
-        return [conn for conn, c in self.conns.items() if c.user == user]
+        return list(self._conns_by_user.get(user, ()))
+
+    def _attach(self, conn: Conn, user: str, now: float) -> None:
+        self._detach(conn)  # a connection that signs in again may change its user
+        self.conns[conn] = _Connection(user, now)
+        self._conns_by_user.setdefault(user, {})[conn] = None
+
+    def _detach(self, conn: Conn) -> _Connection | None:
+        state = self.conns.pop(conn, None)
+        if state is not None:
+            mine = self._conns_by_user[state.user]
+            del mine[conn]
+            if not mine:
+                del self._conns_by_user[state.user]
+        return state
 
     def table(self) -> list[dict[str, Any]]:
         online = set(self.online())
@@ -296,7 +298,7 @@ class ChatCore:
         if user not in self.users:
             self.users.add(user)
             effects.append(AddUser(user))
-        self.conns[conn] = _Connection(user, now)
+        self._attach(conn, user, now)
         self.deregistered.discard(user)
         effects += self._deliver_stored(user, [conn])
         if not was_online:
@@ -305,7 +307,7 @@ class ChatCore:
 
     def disconnected(self, conn: Conn) -> list[Effect]:
         """``conn`` is gone (closed, signed out); the user may go offline."""
-        state = self.conns.pop(conn, None)
+        state = self._detach(conn)
         if state is None:
             return []
         if state.user in self.deregistered or self.is_online(state.user):
@@ -323,13 +325,13 @@ class ChatCore:
         return effects
 
     def _deliver_stored(self, user: str, conns: list[Conn]) -> list[Effect]:
-        stored = self.stored.get(user, [])
+        stored = self.stored.get(user, {})
         if not stored:
             return []
         effects: list[Effect] = []
         for conn in conns:
             effects.append(Send(conn, {"event": "chat.offline", "data": {"count": len(stored)}}))
-            effects += [Send(conn, message.event(offline=True)) for message in stored]
+            effects += [Send(conn, message.event(offline=True)) for message in stored.values()]
         return effects
 
     # --- requests --------------------------------------------------------------------
@@ -343,8 +345,10 @@ class ChatCore:
         return self._reserving(self._handlers[type(event)](conn, event, now))
 
     def _reserving(self, effects: list[Effect]) -> list[Effect]:
-        """``effects`` led by a reservation when they hand out ids past the last one."""
-        if self.next_id - 1 > self.reserved:
+        """``effects`` led by a reservation of the next block once less than half a
+        block is left, so the adapter can record it before any id past the last
+        recorded one goes out, without stopping the steps that stay below it."""
+        if self.next_id - 1 + ID_BLOCK // 2 > self.reserved:
             self.reserved = self.next_id - 1 + ID_BLOCK
             effects.insert(0, ReserveIds(self.reserved))
         return effects
@@ -377,10 +381,10 @@ class ChatCore:
         rate.count += 1
 
     def _mailbox_full(self, user: str) -> bool:
-        return len(self.stored.get(user, [])) >= self.limits.max_stored
+        return len(self.stored.get(user, ())) >= self.limits.max_stored
 
     def _store(self, message: Message) -> list[Effect]:
-        self.stored.setdefault(message.recipient, []).append(message)
+        self.stored.setdefault(message.recipient, {})[message.id] = message
         return [Store(message)]
 
     def _users(self, conn: Conn, event: m.Users, now: float) -> list[Effect]:
@@ -414,9 +418,9 @@ class ChatCore:
         """Deliver (and wait for the ack) or store ``message``; tell the sender."""
         effects: list[Effect] = []
         if self.is_online(message.recipient):
-            self.pending[message.id] = _Pending(message, sender_conn)
+            deadline = message.ts + self.limits.ack_timeout
+            self.pending[message.id] = _Pending(message, sender_conn, deadline)
             effects += [Send(c, message.event()) for c in self.conns_of(message.recipient)]
-            effects.append(StartTimer(message.id, self.limits.ack_timeout))
         else:
             effects += self._store(message)
             if sender_conn is not None:
@@ -443,14 +447,25 @@ class ChatCore:
         data = {"id": prompt.id, "status": "failed", "error": error.message, "code": error.code}
         return [Send(sender_conn, {"event": "chat.status", "data": data})]
 
-    def ack_timeout(self, message_id: int, now: float) -> list[Effect]:
-        """No ``chat.ack`` in time: store the message, tell the sender ``stored``."""
-        pending = self.pending.pop(message_id, None)
-        if pending is None:
-            return []
-        effects = self._store(pending.message)
-        if pending.sender_conn is not None:
-            effects.append(Send(pending.sender_conn, _status(message_id, "stored")))
+    def next_deadline(self) -> float | None:
+        """When the oldest message still waiting for its ``chat.ack`` times out (the
+        adapter calls ``expire`` then); None when none waits."""
+        for pending in self.pending.values():  # in the order they were sent
+            return pending.deadline
+        return None
+
+    def expire(self, now: float) -> list[Effect]:
+        """Store each message whose ``chat.ack`` did not come by its deadline, and
+        tell its sender ``stored``."""
+        effects: list[Effect] = []
+        while self.pending:
+            message_id, pending = next(iter(self.pending.items()))
+            if pending.deadline > now:
+                break
+            del self.pending[message_id]
+            effects += self._store(pending.message)
+            if pending.sender_conn is not None:
+                effects.append(Send(pending.sender_conn, _status(message_id, "stored")))
         return effects
 
     def _ack(self, conn: Conn, event: m.Ack, now: float) -> list[Effect]:
@@ -458,15 +473,13 @@ class ChatCore:
         pending = self.pending.get(event.id)
         if pending is not None and pending.message.recipient == user:
             del self.pending[event.id]
-            effects: list[Effect] = [Reply({"acked": True}), CancelTimer(event.id)]
+            effects: list[Effect] = [Reply({"acked": True})]
             if pending.sender_conn is not None:
                 effects.append(Send(pending.sender_conn, _status(event.id, "delivered")))
             return effects
-        stored = self.stored.get(user, [])
-        for index, message in enumerate(stored):
-            if message.id == event.id:
-                del stored[index]
-                return [Reply({"acked": True}), Delete((event.id,))]
+        stored = self.stored.get(user)
+        if stored is not None and stored.pop(event.id, None) is not None:
+            return [Reply({"acked": True}), Delete((event.id,))]
         return [Reply({"acked": False})]
 
     def _send_all(self, conn: Conn, event: m.SendAll, now: float) -> list[Effect]:
@@ -496,7 +509,7 @@ class ChatCore:
         user = self._user(conn)
         was_online = self.is_online(user)
         self.deregistered.discard(user)
-        count = len(self.stored.get(user, []))
+        count = len(self.stored.get(user, ()))
         effects: list[Effect] = [Reply({"status": "online", "pending": count})]
         effects += self._deliver_stored(user, [conn])
         return effects + ([] if was_online else self._table_update())

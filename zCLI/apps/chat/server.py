@@ -48,8 +48,11 @@ def run(args: argparse.Namespace) -> int:
         },
         "http_server": http,
     }
+    # Accounts in SQLite: a YAML users file is rewritten whole for each new account.
+    auth: dict[str, object] = {"users_file": "users.sqlite3"}
     if args.token_ttl is not None:
-        spark["auth"] = {"token_ttl": args.token_ttl}
+        auth["token_ttl"] = args.token_ttl
+    spark["auth"] = auth
     z = zCLI(spark)
     path = Path(args.db) if args.db else Path(z.state_dir) / "chat.sqlite3"
     try:  # a database that cannot be opened stops the start, with its sentence
