@@ -3,10 +3,11 @@ one user's connections, per-connection state; checked on a real bridge and clien
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any
 
-from zCLI import Command, Plugin, PluginError, Registry
+from zCLI import Command, Plugin, PluginError, Registry, RequestError
 from zTestSuite import requires_network
 from zTestSuite.bridge import FEATURES, AuthTestCase, BridgeTestCase
 
@@ -293,6 +294,85 @@ class TestRefusingHooks(AuthTestCase):
             {"error": "Eve may not come in.", "code": "banned", "_requestId": None},
         )
         await self.assertClosed(ws, 1008, "Eve may not come in.")
+
+
+KINDS = """
+import asyncio
+from zCLI import Plugin
+
+WAITING = {}  # name -> the future its handler waits on
+
+
+def plain(ctx, data):
+    return {"plain": data["n"]}
+
+
+async def slow(ctx, data):
+    WAITING["slow"] = asyncio.get_running_loop().create_future()
+    await WAITING["slow"]
+    return {"slow": True}
+
+
+def later(ctx, data):
+    WAITING[data["name"]] = future = asyncio.get_running_loop().create_future()
+    return future
+
+
+PLUGIN = Plugin("kinds", events={"kinds.plain": plain, "kinds.slow": slow, "kinds.later": later})
+"""
+
+
+def kinds() -> Any:
+    return sys.modules["zcli_plugin_kinds"]
+
+
+class TestHandlerKinds(BridgeTestCase):
+    async def asyncSetUp(self) -> None:
+        await super().asyncSetUp()
+        self.write("plugins/kinds.py", KINDS)
+
+    async def send_all(self, ws: Any, *frames: dict[str, Any]) -> None:
+        for frame in frames:
+            await ws.send(json.dumps(frame))
+
+    @requires_network
+    async def test_plain_functions_answer_in_order_while_async_ones_wait(self) -> None:
+        """A plain handler is answered at once, in the order of its frames, while an
+        async handler sent before it is still waiting; that one answers when done."""
+        z = await self.start()
+        ws = await self.client(z)
+        plain = [{"event": "kinds.plain", "data": {"n": n}, "_requestId": n} for n in (2, 3)]
+        await self.send_all(ws, {"event": "kinds.slow", "_requestId": 1}, *plain)
+        self.assertEqual(await self.recv(ws), {"result": {"plain": 2}, "_requestId": 2})
+        self.assertEqual(await self.recv(ws), {"result": {"plain": 3}, "_requestId": 3})
+        kinds().WAITING["slow"].set_result(None)
+        self.assertEqual(await self.recv(ws), {"result": {"slow": True}, "_requestId": 1})
+
+    @requires_network
+    async def test_a_returned_future_is_answered_when_done(self) -> None:
+        """A future a plain handler returns is answered when it is done: its result,
+        a RequestError as that error, anything else as an internal error."""
+        z = await self.start()
+        ws = await self.client(z)
+        await self.send_all(ws, *({"event": "kinds.later", "data": {"name": name},
+                                   "_requestId": name} for name in "abc"))  # fmt: skip
+        self.assertEqual(
+            await self.request(ws, {"event": "kinds.plain", "data": {"n": 1}, "_requestId": 0}),
+            {"result": {"plain": 1}, "_requestId": 0},
+        )
+        waiting = kinds().WAITING
+        waiting["b"].set_result({"b": 1})
+        self.assertEqual(await self.recv(ws), {"result": {"b": 1}, "_requestId": "b"})
+        waiting["a"].set_exception(RequestError("Not now.", "busy"))
+        self.assertEqual(
+            await self.recv(ws), {"error": "Not now.", "code": "busy", "_requestId": "a"}
+        )
+        with self.assertLogs("zCLI.zBifrost", "ERROR") as logged:
+            waiting["c"].set_exception(ValueError("a bug"))
+            reply = await self.recv(ws)
+        internal = "The kinds.later handler failed with an internal error."
+        self.assertEqual(reply, {"error": internal, "code": "internal", "_requestId": "c"})
+        self.assertIn("plugin event kinds.later failed", logged.output[0])
 
 
 class TestServices(BridgeTestCase):
