@@ -22,11 +22,11 @@ setup(
         "httpx>=0.27",  # zChat's OpenAI-compatible bot
     ],
     extras_require={
-        "test": ["playwright>=1.40", "hypothesis>=6"],
+        "test": ["playwright>=1.40", "hypothesis>=6", "cryptography>=42"],
         "dev": ["ruff>=0.6", "mypy>=1.10", "types-PyYAML"],
     },
     entry_points={
         "console_scripts": ["zcli = zCLI.cli:main"],
-        "zcli.plugins": ["chat = zCLI.apps.chat"],
+        "zcli.plugins": ["chat = zCLI.apps.chat", "tunnel = zCLI.apps.tunnel"],
     },
 )

@@ -159,6 +159,10 @@ EVENTS: dict[str, type[Event]] = {
         RoomHistory,
     )
 }
+# Each event's fields, in order, and whether each may be left out (parse runs per frame).
+_OPTIONAL: dict[type[Event], dict[str, bool]] = {
+    cls: {f.name: f.default is None for f in fields(cls)} for cls in EVENTS.values()
+}
 # Fields that are names: checked against _NAME and MAX_NAME.
 _NAMES = frozenset({"username", "to", "room"})
 
@@ -216,13 +220,12 @@ def parse(event: str, data: Any) -> Event:
         data = {}
     if not isinstance(data, dict):
         raise RequestError(f"The data of {event} must be an object.", "invalid_message")
-    known = {f.name: f for f in fields(cls)}
+    known = _OPTIONAL[cls]
     for key in data:
         if key not in known:
             raise RequestError(f"{event} has no field named {str(key)[:64]!r}.", "invalid_message")
     values: dict[str, Any] = {}
-    for key, spec in known.items():
-        optional = spec.default is None
+    for key, optional in known.items():
         if key not in data and not optional:
             raise RequestError(f"{event} needs the field {key!r}.", "missing_field")
         values[key] = _check(event, key, data.get(key), optional)
