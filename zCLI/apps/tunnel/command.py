@@ -1,0 +1,54 @@
+"""``zcli tunnel server|client --config FILE``: load the config, set up logging, run."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from zCLI import ConfigError
+
+from .config import TunnelConfig, load
+
+__all__ = ["main"]
+
+log = logging.getLogger("zCLI.apps.tunnel")
+
+
+def main(args: argparse.Namespace) -> int:
+    role = str(args.role)
+    try:
+        config = load(args.config, role)
+    except ConfigError as error:
+        sys.stderr.write(f"zcli tunnel {role}: error: {error}\n")
+        return 2
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=config.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if config.ignored:
+        log.info("%s: ignored keys: %s", config.path, ", ".join(config.ignored))
+    try:
+        asyncio.run(_serve(config))
+    except OSError as error:
+        sys.stderr.write(f"zcli tunnel {role}: error: {error}\n")
+        return 1
+    return 0
+
+
+async def _serve(config: TunnelConfig) -> None:
+    from .endpoints import TunnelClient, TunnelServer
+
+    side = TunnelServer(config) if config.server else TunnelClient(config)
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, task.cancel)
+    try:
+        await side.run()
+    except asyncio.CancelledError:
+        log.info("stopped by a signal")
