@@ -22,7 +22,8 @@ Per server, alternating zChat and bare so that drift hits both:
   second, latency p50/p99, server CPU per delivered message (``/proc/PID/stat``).
 - ramp: rates doubling from ``--ramp-start``, then bisected, each step a warm-up and a
   measurement; the top rate is the highest step that held: delivered >= 95% of offered
-  and p99 under ``--bound-ms`` (messages not delivered count as infinitely late).
+  and p99 under ``--bound-ms`` (messages not delivered count as infinitely late). A step
+  that fails is tried once more before the ramp takes it as the limit.
 - memory: the server's RSS with every user connected, minus with none, per user.
 
 Figures are medians of ``--repeats``. The servers get raised limits (rate, online,
@@ -602,15 +603,21 @@ async def ramp(load: Load, config: dict[str, Any], rng: random.Random) -> dict[s
     steps: list[dict[str, Any]] = []
 
     async def step(rate: float) -> bool:
-        result = (await load.offer(rate, warm, seconds, rng)).summary()
-        steps.append(result)
-        ok = held(result, bound)
-        log(
-            f"    {load.name} {rate:7,.0f} msg/s: delivered {result['delivered']:7,.0f}/s, "
-            f"p99 {result['p99_ms']:7.1f} ms, server CPU {result['server_cpu_pct']:3.0f}%, "
-            f"generator CPU {result['generator_cpu_pct']:3.0f}% -> {'held' if ok else 'not held'}"
-        )
-        return ok
+        # A step that fails is tried once more: on a shared 2-core machine one pause of
+        # another process can push a whole step's p99 past the bound.
+        for attempt in range(2):
+            result = (await load.offer(rate, warm, seconds, rng)).summary()
+            steps.append(result)
+            ok = held(result, bound)
+            log(
+                f"    {load.name} {rate:7,.0f} msg/s: delivered {result['delivered']:7,.0f}/s, "
+                f"p99 {result['p99_ms']:7.1f} ms, server CPU {result['server_cpu_pct']:3.0f}%, "
+                f"generator CPU {result['generator_cpu_pct']:3.0f}% -> "
+                f"{'held' if ok else 'not held'}{' (second try)' if attempt else ''}"
+            )
+            if ok:
+                return True
+        return False
 
     low, high, rate = 0.0, 0.0, float(config["ramp_start"])
     while rate <= config["ramp_cap"]:
@@ -627,7 +634,7 @@ async def ramp(load: Load, config: dict[str, Any], rng: random.Random) -> dict[s
                 low = middle
             else:
                 high = middle
-    top = next((s for s in steps if s["rate"] == low), None)
+    top = next((s for s in steps if s["rate"] == low and held(s, bound)), None)
     return {"top": low, "top_step": top, "steps": steps, "capped": not high}
 
 
