@@ -16,6 +16,7 @@ from zCLI.apps.tunnel.config import TunnelConfig, load
 from zCLI.apps.tunnel.endpoints import TunnelClient, TunnelServer
 
 __all__ = [
+    "make_certificates",
     "EchoServer",
     "Ports",
     "Tunnels",
@@ -239,3 +240,76 @@ async def connection(port: int) -> AsyncIterator[tuple[asyncio.StreamReader, asy
         writer.close()
         with contextlib.suppress(ConnectionError, OSError):
             await writer.wait_closed()
+
+
+def make_certificates(folder: Path) -> dict[str, Path]:
+    """A CA and three leaf certificates signed by it (server for 127.0.0.1/localhost,
+    client1, client2), plus a stranger signed by another CA. Each ``NAME.pem`` holds the
+    certificate and its key (a tlsBundleFilePath); ``ca.pem`` and ``NAME.crt`` hold only
+    certificates."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def name(text: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
+
+    def issue(
+        subject: str, issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None, ca: bool
+    ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        issuer_name, issuer_key = issuer if issuer is not None else (name(subject), key)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name(subject))
+            .issuer_name(issuer_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if not ca:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName(
+                    [
+                        x509.DNSName("localhost"),
+                        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    ]
+                ),
+                critical=False,
+            )
+        return builder.sign(issuer_key, hashes.SHA256()), key
+
+    def pem(cert: x509.Certificate) -> bytes:
+        return cert.public_bytes(serialization.Encoding.PEM)
+
+    def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+        return key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+    ca_cert, ca_key = issue("zTunnel test CA", None, True)
+    other_cert, other_key = issue("another CA", None, True)
+    paths = {"ca": folder / "ca.pem"}
+    paths["ca"].write_bytes(pem(ca_cert))
+    for leaf, issuer in (
+        ("server", (ca_cert.subject, ca_key)),
+        ("client1", (ca_cert.subject, ca_key)),
+        ("client2", (ca_cert.subject, ca_key)),
+        ("stranger", (other_cert.subject, other_key)),
+    ):
+        cert, key = issue(leaf, issuer, False)
+        paths[leaf] = folder / f"{leaf}.pem"
+        paths[leaf].write_bytes(pem(cert) + key_pem(key))
+        paths[f"{leaf}.crt"] = folder / f"{leaf}.crt"
+        paths[f"{leaf}.crt"].write_bytes(pem(cert))
+    return paths
