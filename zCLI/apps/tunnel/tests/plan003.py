@@ -416,6 +416,7 @@ class EchoServer:
         self.connections = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._handlers: set[asyncio.Task[Any]] = set()
 
     async def start(self, host: str, port: int) -> None:
         self._server = await asyncio.start_server(self._serve, host, port, reuse_address=True)
@@ -423,6 +424,9 @@ class EchoServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         self._writers.add(writer)
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
         try:
             while chunk := await reader.read(1 << 18):
                 self.received += len(chunk)
@@ -432,6 +436,7 @@ class EchoServer:
             pass  # the tunnel reset the stream (a failover): its business, tested there
         finally:
             self._writers.discard(writer)
+            self._handlers.discard(task)  # type: ignore[arg-type]
             writer.close()
 
     async def close(self) -> None:
@@ -440,6 +445,8 @@ class EchoServer:
         self._server.close()
         for writer in list(self._writers):
             writer.transport.abort()
+        if self._handlers:  # each sees its connection end and returns
+            await asyncio.wait(list(self._handlers), timeout=timeout(2))
         with contextlib.suppress(OSError):
             await self._server.wait_closed()
 
@@ -854,13 +861,23 @@ class TunnelTestCase(unittest.IsolatedAsyncioTestCase):
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         for watch in watches:
-            label = f"{watch.owner}_{watch.port}"
+            label = self.role_of(watch)
             closed, reopened = times.closed_after(watch), times.reopened_after_close(watch)
             if closed is not None:
                 record_metric(f"{label}_closed_after_trigger", closed, "s")
             if reopened is not None:
                 record_metric(f"{label}_reopened_after_close", reopened, "s")
         return times
+
+    def role_of(self, watch: PortWatch) -> str:
+        """A watched port's name in metrics, the same in every run: ``server_tun1``,
+        ``new_standby_tun2``."""
+        owner = "server" if watch.owner == "server" else "new_standby"
+        if watch.owner == "server":
+            ports = self.ports.server_ports()
+        else:
+            ports = self.ports.client_ports(int(watch.owner.removeprefix("client")))
+        return f"{owner}_tun{ports.index(watch.port) + 1}"
 
     def assertReopened(self, times: FailoverTimes) -> None:  # noqa: N802
         """Every watched port closed and accepted again within the plan's bound."""

@@ -52,6 +52,7 @@ class Stream:
     for byte, that what comes back is the same pattern from the start."""
 
     conn: TestTcpSocket
+    role: str  # its name in metrics: "s2c_tun1", "old_active_c2s_tun2"
     origin: int
     chunk: int
     pace: float
@@ -119,7 +120,7 @@ class ImpactTest(TunnelTestCase):
     """Suite 6: what a failover does to the connections open across it."""
 
     async def doomed(
-        self, where: str, ports: tuple[int, int], chunk: int, pace: float
+        self, where: str, ports: tuple[int, ...], chunk: int, pace: float
     ) -> tuple[list[Stream], list[asyncio.Task[None]]]:
         """Streams on ``where``'s two ports, each with echo flowing, running until the
         failover closes them (or a deadline well after it)."""
@@ -127,7 +128,8 @@ class ImpactTest(TunnelTestCase):
         streams = []
         for index, port in enumerate(ports):
             conn = await self.connect(where, port, f"{where}:{port} open at the failover")
-            streams.append(Stream(conn, origin=7919 * (index + 1), chunk=chunk, pace=pace))
+            role = f"{'s2c' if where == 'server' else 'old_active_c2s'}_tun{index + 1}"
+            streams.append(Stream(conn, role, origin=7919 * (index + 1), chunk=chunk, pace=pace))
         tasks = [asyncio.create_task(s.run(far)) for s in streams]
         self.addAsyncCleanup(self._cancel, tasks)
         for stream in streams:
@@ -152,8 +154,10 @@ class ImpactTest(TunnelTestCase):
                 self.assertIsNotNone(stream.ended, f"{label} is still open after the failover")
                 assert stream.ended_at is not None
                 after = stream.ended_at - times.triggered_at
-                record_metric(f"{label.split()[0]}_closed_after_trigger", after, "s")
-                record_metric(f"{label.split()[0]}_echoed_bytes", stream.received, "B")
+                self.traffic.sent += stream.sent
+                self.traffic.received += stream.received
+                record_metric(f"{stream.role}_conn_closed_after_trigger", after, "s")
+                record_metric(f"{stream.role}_conn_echoed_before_close", stream.received, "B")
                 self.assertLessEqual(after, CLOSE_WITHIN, f"{label} ended {after:.3f}s after")
                 self.assertIsNone(stream.corrupt_at, f"{label}: the echo differs at this byte")
                 self.assertLessEqual(stream.received, stream.sent, f"{label}: more came back")
