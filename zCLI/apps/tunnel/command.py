@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import signal
+import ssl
 import sys
 
 from zCLI import ConfigError
@@ -46,9 +47,22 @@ async def _serve(config: TunnelConfig) -> None:
     task = asyncio.current_task()
     assert task is not None
     loop = asyncio.get_running_loop()
+    loop.set_exception_handler(_loop_error)
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, task.cancel)
     try:
         await side.run()
     except asyncio.CancelledError:
         log.info("stopped by a signal")
+
+
+def _loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+    """A peer that fails the TLS handshake or resets mid-accept is a line at INFO, not a
+    traceback; anything else goes to asyncio's default handler."""
+    error = context.get("exception")
+    if isinstance(error, ssl.SSLError | ConnectionError):
+        log.info(
+            "%s: %s", context.get("message", "connection failed"), error or type(error).__name__
+        )
+        return
+    loop.default_exception_handler(context)
