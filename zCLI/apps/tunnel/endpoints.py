@@ -31,6 +31,7 @@ log = logging.getLogger("zCLI.apps.tunnel")
 HELLO_TIMEOUT = 10.0  # seconds a new link has to say HELLO
 DIAL_TIMEOUT = 10.0
 WRITE_LIMIT = 1024 * 1024  # the WebSocket's write buffer before send() waits
+ROLE_TRANSIT = 0.05  # seconds a demoted client reopens before closeSecs are up
 
 
 class _Side:
@@ -381,7 +382,10 @@ class TunnelClient(_Side):
             self.active = role.active
             log.info("client %d is now %s", self.client_id, "active" if role.active else "standby")
             if not role.active and role.close_secs > 0:
-                self.close_listeners(role.close_secs, "failover to the other client")
+                # The server's clock started when it sent the ROLE: reopen a little early
+                # so this client is back no later than the server.
+                reopen = max(0.0, role.close_secs - ROLE_TRANSIT)
+                self.close_listeners(reopen, "failover to the other client")
 
     def first_data(self, conn: StreamConnection) -> None:
         pump = conn.pump
