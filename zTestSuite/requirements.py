@@ -49,14 +49,19 @@ def requirement(
             for name, member in list(vars(target).items()):
                 if name.startswith("test") and callable(member):
                     setattr(target, name, decorate(member))
-            if "setUpClass" in vars(target):
-                original = vars(target)["setUpClass"].__func__
+            # Guard setUpClass whether the class defines it or inherits it (a base
+            # class such as BrowserTestCase may be what starts the missing thing).
+            own = vars(target).get("setUpClass")
+            cls_target = target
 
-                def setUpClass(cls: type) -> None:  # noqa: N802 (unittest's name)
-                    check()
-                    original(cls)
+            def setUpClass(cls: type) -> None:  # noqa: N802 (unittest's name)
+                check()
+                if own is not None:
+                    own.__func__(cls)
+                else:
+                    super(cls_target, cls).setUpClass()  # type: ignore[misc]
 
-                target.setUpClass = classmethod(setUpClass)  # type: ignore[attr-defined]
+            target.setUpClass = classmethod(setUpClass)  # type: ignore[attr-defined]
             return target
         func: Callable[..., Any] = target  # type: ignore[assignment]
         if inspect.iscoroutinefunction(func):

@@ -12,7 +12,7 @@ from unittest import mock
 
 from zTestSuite import REPO_ROOT, requires_browser, requires_network, requires_source_tree
 from zTestSuite._runner_fixtures import RunnerCase
-from zTestSuite.browser import browser_unavailable
+from zTestSuite.browser import BrowserTestCase, browser_unavailable
 from zTestSuite.network import network_unavailable
 
 
@@ -410,6 +410,20 @@ class TestRequiresBrowser(RunnerCase):
             done.stdout,
         )
         self.assertEqual(self.last_line(done), "0 passed, 1 failed, 0 skipped")
+
+    def test_inherited_set_up_class_is_guarded(self) -> None:
+        """A suite whose setUpClass comes from BrowserTestCase skips before it starts
+        Playwright or Chromium."""
+
+        @requires_browser
+        class Page(BrowserTestCase):
+            def test_page(self) -> None:
+                return None
+
+        with mock.patch.dict(os.environ, {**self.NO_CHROMIUM, "ZTEST_STRICT": "0"}):
+            with self.assertRaises(unittest.SkipTest) as caught:
+                Page.setUpClass()
+        self.assertEqual(str(caught.exception), f"requires a browser: {self.reason()}")
 
     @requires_browser  # Playwright is there, so the reason is about Chromium
     def test_no_chromium_reason(self) -> None:
