@@ -51,15 +51,15 @@ def requirement(
                     setattr(target, name, decorate(member))
             # Guard setUpClass whether the class defines it or inherits it (a base
             # class such as BrowserTestCase may be what starts the missing thing).
-            own = vars(target).get("setUpClass")
-            cls_target = target
+            original = next(
+                vars(klass)["setUpClass"].__func__
+                for klass in target.__mro__
+                if "setUpClass" in vars(klass)
+            )
 
             def setUpClass(cls: type) -> None:  # noqa: N802 (unittest's name)
                 check()
-                if own is not None:
-                    own.__func__(cls)
-                else:
-                    super(cls_target, cls).setUpClass()  # type: ignore[misc]
+                original(cls)
 
             target.setUpClass = classmethod(setUpClass)  # type: ignore[attr-defined]
             return target
