@@ -20,7 +20,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from .config import ConnectEntry, ListenEntry, TunnelConfig
 from .core import Activate, Budget, Effect, HelloReceived, Link, RoleReceived, Welcomed
 from .frames import HEADER_SIZE, ProtocolViolation
-from .pump import Pump, StreamConnection, hard_close
+from .pump import WS_WRITE_LIMIT, Pump, StreamConnection, hard_close
 from .roles import Decision, Roles
 from .tls import client_context, peer_allowed, pinned_certificates, server_context
 
@@ -30,7 +30,6 @@ log = logging.getLogger("zCLI.apps.tunnel")
 
 HELLO_TIMEOUT = 10.0  # seconds a new link has to say HELLO
 DIAL_TIMEOUT = 10.0
-WRITE_LIMIT = 1024 * 1024  # the WebSocket's write buffer before send() waits
 ROLE_TRANSIT = 0.05  # seconds a demoted client reopens before closeSecs are up
 
 
@@ -208,7 +207,7 @@ class TunnelServer(_Side):
             compression=None,
             ping_interval=tuning.ping_interval,
             ping_timeout=tuning.ping_timeout,
-            write_limit=WRITE_LIMIT,
+            write_limit=WS_WRITE_LIMIT,
             max_queue=64,
         )
         await self.open_listeners()
@@ -334,7 +333,7 @@ class TunnelClient(_Side):
                     compression=None,
                     ping_interval=tuning.ping_interval,
                     ping_timeout=tuning.ping_timeout,
-                    write_limit=WRITE_LIMIT,
+                    write_limit=WS_WRITE_LIMIT,
                     max_queue=64,
                     open_timeout=10,
                 ) as ws:

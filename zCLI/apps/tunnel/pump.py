@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import OPEN
 
 from .core import (
     Activate,
@@ -50,7 +51,9 @@ log = logging.getLogger("zCLI.apps.tunnel")
 
 CONGESTED = 8 * 1024 * 1024  # frames waiting for the WebSocket before streams pause
 UNCONGESTED = 2 * 1024 * 1024
+WS_WRITE_LIMIT = 1024 * 1024  # the WebSocket's buffer before the writer task waits
 WRITE_HIGH = 256 * 1024  # a TCP transport's buffer before we stop handing it bytes
+WS_WRITE_LIMIT = 1024 * 1024  # the WebSocket's buffer before the writer task waits
 WRITE_HIGH = 256 * 1024  # a TCP transport's buffer before we stop handing it bytes
 LINGER_RESET = struct.pack("ii", 1, 0)  # close() sends RST instead of FIN
 
@@ -313,6 +316,8 @@ class Pump:
         self.closed = False
         self.tasks: set[asyncio.Task[Any]] = set()
         self._wake = asyncio.Event()
+        self._writing = False  # the writer task is sending: direct sends would reorder
+        self.write_limit = WS_WRITE_LIMIT
         link.owner = self
         self._handlers: dict[type, Callable[[Any], None]] = {
             Deliver: self._deliver,
@@ -331,8 +336,29 @@ class Pump:
         }
 
     def wake(self) -> None:
-        if self.link.outgoing:
+        """Send what the link queued: straight to the socket while the writer task is
+        idle and the WebSocket's buffer is under its limit (no task switch on the
+        latency path), else through the writer task, which waits for the buffer."""
+        link = self.link
+        if not link.outgoing:
+            return
+        if self._writing:
             self._wake.set()
+            return
+        ws = self.ws
+        protocol = ws.protocol
+        if protocol.state is not OPEN:
+            self._wake.set()
+            return
+        transport = ws.transport
+        limit = self.write_limit
+        while link.outgoing and transport.get_write_buffer_size() <= limit:
+            protocol.send_binary(link.pop_outgoing())
+            ws.send_data()
+        if link.outgoing:
+            self._wake.set()
+        elif self.congested and link.outgoing_bytes < UNCONGESTED:
+            self.uncongest()
 
     def credit_changed(self) -> None:
         self.wake()
@@ -398,10 +424,14 @@ class Pump:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while link.outgoing:
-                await ws.send(link.pop_outgoing())
-                if self.congested and link.outgoing_bytes < UNCONGESTED:
-                    self.uncongest()
+            self._writing = True
+            try:
+                while link.outgoing:
+                    await ws.send(link.pop_outgoing())
+                    if self.congested and link.outgoing_bytes < UNCONGESTED:
+                        self.uncongest()
+            finally:
+                self._writing = False
 
     def close(self) -> None:
         if self.closed:
