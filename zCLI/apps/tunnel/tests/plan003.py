@@ -514,8 +514,7 @@ class TestTcpSocket:
             ) from None
         except TimeoutError:
             raise AssertionError(
-                f"{self.label}: {count} bytes did not arrive within {timeout(units):g}s "
-                f"({len(self.reader._buffer)} buffered)"  # noqa: SLF001 (diagnostic only)
+                f"{self.label}: {count} bytes did not arrive within {timeout(units):g}s"
             ) from None
         self.traffic.received += len(data)
         return data
@@ -846,8 +845,8 @@ class TunnelTestCase(unittest.IsolatedAsyncioTestCase):
                     asyncio.gather(*(w.ready.wait() for w in watches)), timeout(2)
                 )
             except TimeoutError:
-                closed = [w.describe() for w in watches if not w.ready.is_set()]
-                self.fail_with_logs(f"before the failover these ports do not accept: {closed}")
+                shut = [w.describe() for w in watches if not w.ready.is_set()]
+                self.fail_with_logs(f"before the failover these ports do not accept: {shut}")
             if first is None:
                 conn, triggered_at = await self.trigger(to)
                 await conn.close()
