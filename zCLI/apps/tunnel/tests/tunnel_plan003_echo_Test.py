@@ -85,8 +85,7 @@ class EchoTest(TunnelTestCase):
         await self.combined_sequential(2)
 
     async def test_1_9_both_tunnels_simultaneously_client2(self) -> None:
-        """1.9: as 1.4, both carried to client 2's backends; and client 2's tun1 and tun2
-        ports at the same time (the plan names them for 1.6-1.9)."""
+        """1.9: as 1.4 via client 2, plus client 2's tun1 and tun2 ports at the same time."""
         before = self.received()
         ports = self.ports
         conns = [

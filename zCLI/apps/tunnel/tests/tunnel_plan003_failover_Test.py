@@ -125,8 +125,7 @@ class FailoverTest(TunnelTestCase):
         await self.port_closure(1, "server")
 
     async def test_10_new_standby_ports_failover_to_client2(self) -> None:
-        """10: client 1's listen ports close within 1 s, reopen after the timeout ±1 s,
-        no later than the server's."""
+        """10: client 1's ports close within 1 s, reopen at the timeout ±1 s, by the server's."""
         await self.port_closure(2, "client1")
 
     async def test_11_new_standby_ports_failover_to_client1(self) -> None:

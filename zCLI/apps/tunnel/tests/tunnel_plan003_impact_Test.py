@@ -214,8 +214,7 @@ class ImpactTest(TunnelTestCase):
         self.assertEqual(await self.active_client(), 2)
 
     async def test_5_4_in_flight_bulk_data_never_corrupted(self) -> None:
-        """5.4: bulk streams cut by the failover end with an exact prefix; the bulk
-        transfer that triggers it echoes with the same SHA-256."""
+        """5.4: bulk streams cut by the failover keep an exact prefix; the bulk trigger is whole."""
         chunk = 1 << 16
         on_server, server_tasks = await self.doomed(
             "server", (self.ports.serverToClientTun1ListenPort,), chunk, 0.005
@@ -272,8 +271,7 @@ class ImpactTest(TunnelTestCase):
         self.assertEqual(await self.active_client(), 1)
 
     async def test_5_5_new_connections_reach_new_active_client(self) -> None:
-        """5.5: after the reopen, new connections reach client 2's backends only; a
-        probe on client 1 (now standby) changes nothing."""
+        """5.5: after the reopen, new connections reach client 2 only; a standby probe is inert."""
         times = await self.failover(2)
         self.assertReopened(times)
         before = self.received()

@@ -4,10 +4,12 @@ Each transfer test opens 100 connections first (they sit idle until their turn),
 runs one transfer on each, 20 at a time: the transfer writes a deterministic stream
 unique to its connection while reading the echo back. Sizes run from 100 KB to 250 MB
 in the full profile (5 MB in the quick one, ``ZTUNNEL_PROFILE``), drawn as
-``100 KB * (max / 100 KB) ** (u ** 3)`` for uniform ``u`` (weighted toward small: the
-median is about 1.4 MB in the full profile), from a generator seeded with
-``ZTUNNEL_SEED``, so a run repeats. Every echo must have exactly the size sent; one of
-5 MB or less must also have the SHA-256 of what was sent; the plan asks for 95 of 100.
+``100 KB * (max / 100 KB) ** (u ** 3)`` for uniform ``u``, weighted toward small: the
+median is about 270 KB and the mean about 12 MB in the full profile (0.7-1.5 GB each way
+per test with the default seed), 160 KB and 0.6 MB in the quick one (40-70 MB per
+test). The generator is seeded with ``ZTUNNEL_SEED``, so a run repeats. Every echo
+must have exactly the size sent; one of 5 MB or less must also have the SHA-256 of what
+was sent; the plan asks for 95 of 100.
 6.1-6.2 run with client 1 active, 6.3 fails over to client 2, 6.4-6.5 repeat 6.1-6.2
 through client 2, 6.6 fails back to client 1.
 """
