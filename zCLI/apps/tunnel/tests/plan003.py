@@ -11,7 +11,10 @@ With the target ``TUNNEL`` unset a suite writes the three files for free ports b
 32768 (``standbySocketCloseDurationSecs`` 3) and starts ``zcli tunnel server`` and two
 ``zcli tunnel client`` as real processes. With ``TUNNEL`` set to a folder holding
 ``server.json``, ``client1.json`` and ``client2.json`` (or ``.yaml``/``.yml``) of a
-running tunnel, it tests that one instead, after making client 1 active.
+running tunnel, it tests that one instead, after making client 1 active. A listener
+bound to a wildcard address (``0.0.0.0``, ``::``) is reached at the ``serverUrl`` host
+(server) or at 127.0.0.1 (clients); an echo backend binds to its ``connectToHost`` when
+that is an IP address, else to 0.0.0.0.
 
 The echo backends are started by each test on the backend ports (the plan's
 ``UtilTcpSocket``), in the test's own event loop, and count the bytes they receive, so
