@@ -207,6 +207,7 @@ class TunnelServer(_Side):
             compression=None,
             ping_interval=tuning.ping_interval,
             ping_timeout=tuning.ping_timeout,
+            close_timeout=tuning.ping_timeout or 10,
             write_limit=WS_WRITE_LIMIT,
             max_queue=64,
         )
@@ -225,8 +226,9 @@ class TunnelServer(_Side):
     async def stop(self) -> None:
         self.close_all()
         if self.ws_server is not None:
-            self.ws_server.close()
-            await self.ws_server.wait_closed()
+            ws_server, self.ws_server = self.ws_server, None
+            ws_server.close()
+            await ws_server.wait_closed()
 
     def pump_for_accept(self) -> Pump | None:
         active = self.roles.active
@@ -333,6 +335,7 @@ class TunnelClient(_Side):
                     compression=None,
                     ping_interval=tuning.ping_interval,
                     ping_timeout=tuning.ping_timeout,
+                    close_timeout=tuning.ping_timeout or 10,
                     write_limit=WS_WRITE_LIMIT,
                     max_queue=64,
                     open_timeout=10,

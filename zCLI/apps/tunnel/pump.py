@@ -106,6 +106,7 @@ class StreamConnection(asyncio.Protocol):
         self.ended = False
         self.gone = False
         self.first = True
+        self.throttle_logged = False
         self.reading = True
         self.delivered = 0
         self.reported = 0
@@ -263,7 +264,8 @@ class StreamConnection(asyncio.Protocol):
             return
         self.reported += done
         throttled = pump.link.consumed(self.stream_id, done)
-        if throttled is not None:
+        if throttled is not None and not self.throttle_logged:
+            self.throttle_logged = True  # one line per stream, not one per episode
             log.warning(
                 "%s: throttled, the process holds %d bytes, over the memory cap of %d",
                 self,

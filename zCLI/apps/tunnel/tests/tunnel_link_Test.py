@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosedError, InvalidMessage
+from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK, InvalidMessage
 
 from zCLI.apps.tunnel.frames import HEADER, FrameType
 from zCLI.apps.tunnel.tests.support import (
@@ -388,6 +388,113 @@ class HostilePeerTest(TunnelCase):
                 self.assertEqual((ws.close_code, ws.close_reason), (1002, reason))
                 await undisturbed(b"still here")
         self.assertEqual(self.tunnels.server.roles.active, 1)
+
+
+@requires_network
+class LinkLifeTest(TunnelCase):
+    tuning = {"pingIntervalSecs": 0.1, "pingTimeoutSecs": 0.2}
+
+    async def test_no_client_means_reset_at_once(self) -> None:
+        """With no client connected, a connection to a server port is reset at once."""
+        await self.tunnels.stop_client(1)
+        await self.tunnels.stop_client(2)
+        self.assertIsNone(self.tunnels.server.roles.active)
+        reader, _ = await self.open(self.ports.server_tun1)
+        async with asyncio.timeout(timeout(1)):
+            with self.assertRaises(ConnectionResetError):
+                await reader.read(100)
+
+    async def test_client_without_link_resets_at_once(self) -> None:
+        """A client whose link is down still listens, and resets what it accepts."""
+        await self.tunnels.server.stop()
+        client = self.tunnels.clients[1]
+        await wait_for(lambda: client.pump is None, timeout(3))
+        reader, _ = await self.open(self.ports.client1_tun1)
+        async with asyncio.timeout(timeout(1)):
+            with self.assertRaises(ConnectionResetError):
+                await reader.read(100)
+
+    async def test_newer_link_replaces_older(self) -> None:
+        """A second link with the same clientId closes the first with 1000."""
+        await self.tunnels.stop_client(2)
+        first = await connect(f"ws://127.0.0.1:{self.ports.ws}")
+        self.addAsyncCleanup(first.close)
+        await first.send(hello(2))
+        self.assertEqual(
+            await first.recv(),
+            frame(FrameType.WELCOME, 0, b'{"active": false, "window": 134217728}'),
+        )
+        second = await connect(f"ws://127.0.0.1:{self.ports.ws}")
+        self.addAsyncCleanup(second.close)
+        await second.send(hello(2))
+        self.assertEqual(
+            await second.recv(),
+            frame(FrameType.WELCOME, 0, b'{"active": false, "window": 134217728}'),
+        )
+        with self.assertRaises(ConnectionClosedOK):
+            await first.recv()
+        self.assertEqual((first.close_code, first.close_reason), (1000, "replaced by a newer link"))
+        self.assertEqual(self.tunnels.server.roles.connected, {1, 2})
+
+    async def test_silent_peer_is_dropped_by_keepalive(self) -> None:
+        """A peer that stops answering pings loses its link after the ping timeout."""
+        await self.tunnels.stop_client(2)
+        ws = await connect(f"ws://127.0.0.1:{self.ports.ws}", ping_interval=None, close_timeout=0.1)
+        self.addAsyncCleanup(ws.close)
+        await ws.send(hello(2))
+        await ws.recv()
+        self.assertEqual(self.tunnels.server.roles.connected, {1, 2})
+        ws.transport.pause_reading()  # no more pongs
+        started = time.monotonic()
+        await wait_for(lambda: self.tunnels.server.roles.connected == {1}, timeout(3))
+        self.assertLess(time.monotonic() - started, 1.0)
+        await self.echoes(self.ports.server_tun1, b"client 1 unaffected")
+
+
+@requires_network
+class MemoryCapTest(TunnelCase):
+    tuning = {"windowBytes": 4 << 20, "memoryCapBytes": 4 << 20}
+
+    async def test_cap_throttles_with_a_log_line(self) -> None:
+        """Over the process's cap, a stream's credit waits (one WARNING naming the tunnel
+        and the stream) until the total drops; every byte arrives."""
+        go = [asyncio.Event(), asyncio.Event()]
+        sunk: list[asyncio.Future[int]] = [asyncio.get_running_loop().create_future() for _ in go]
+
+        async def sink(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            index = sinks.pop(0)  # the first connection is the stuck one
+            await go[index].wait()
+            sunk[index].set_result(len(await read_until_closed(reader)))
+            writer.close()
+
+        sinks = [0, 1]
+        await self.backend("server-tun2", sink)
+        server = self.tunnels.server
+        _, stuck = await self.open(self.ports.client1_tun2)
+        stuck.write(b"s" * 32_000_000)
+        await wait_for(lambda: server.budget.held >= 3 << 20, timeout(10))
+        with self.assertLogs("zCLI.apps.tunnel", "WARNING") as logs:
+            _, second = await self.open(self.ports.client1_tun2)
+            second.write(b"t" * 32_000_000)
+            second.write_eof()
+            await wait_for(
+                lambda: server.budget.over or any("throttled" in line for line in logs.output),
+                timeout(10),
+            )
+            go[1].set()
+            async with asyncio.timeout(timeout(15)):
+                self.assertEqual(await sunk[1], 32_000_000)
+        throttled = [line for line in logs.output if "throttled" in line]
+        self.assertEqual(len(throttled), 1, logs.output)
+        self.assertRegex(
+            throttled[0],
+            r"^WARNING:zCLI.apps.tunnel:tunnel c2s-tun2 stream 3: throttled, the process "
+            r"holds \d+ bytes, over the memory cap of 4194304$",
+        )
+        go[0].set()
+        stuck.write_eof()
+        async with asyncio.timeout(timeout(15)):
+            self.assertEqual(await sunk[0], 32_000_000)
 
 
 def _tls_exchange(
