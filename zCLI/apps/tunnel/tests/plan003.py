@@ -421,6 +421,11 @@ class EchoServer:
         self._writers: set[asyncio.StreamWriter] = set()
         self._handlers: set[asyncio.Task[Any]] = set()
 
+    @property
+    def open(self) -> int:
+        """Connections the tunnel holds open to this backend now."""
+        return len(self._writers)
+
     async def start(self, host: str, port: int) -> None:
         self._server = await asyncio.start_server(self._serve, host, port, reuse_address=True)
 
@@ -765,6 +770,16 @@ class TunnelTestCase(unittest.IsolatedAsyncioTestCase):
     def received(self) -> dict[str, int]:
         """Bytes each echo backend has received so far in this test."""
         return {name: echo.received for name, echo in self.backends.items()}
+
+    async def assertBackendsIdle(self, names: tuple[str, ...], units: float = 1) -> None:  # noqa: N802
+        """The tunnel closes its connections to these backends (none left behind)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout(units)
+        while any(self.backends[name].open for name in names):
+            if loop.time() > deadline:
+                still = {name: self.backends[name].open for name in names}
+                self.fail_with_logs(f"backend connections open after {timeout(units):g}s: {still}")
+            await asyncio.sleep(0.01)  # polling the backends' state
 
     def assertRouted(self, before: Mapping[str, int], expected: Mapping[str, int]) -> None:  # noqa: N802
         """Since ``before``, the backends received exactly ``expected`` bytes (every

@@ -167,6 +167,7 @@ class ImpactTest(TunnelTestCase):
         streams, tasks = await self.doomed("server", self.ports.server_ports(), 1024, 0.01)
         times = await self.failover(2)
         await self.assertClosedWithPrefix(streams, tasks, times)
+        await self.assertBackendsIdle(("client1-tun1", "client1-tun2"))
         self.assertReopened(times)
         self.assertEqual(await self.active_client(), 2)
 
@@ -175,6 +176,7 @@ class ImpactTest(TunnelTestCase):
         streams, tasks = await self.doomed("client2", self.ports.client_ports(2), 1024, 0.01)
         times = await self.failover(1)
         await self.assertClosedWithPrefix(streams, tasks, times)
+        await self.assertBackendsIdle(("shared-tun1", "shared-tun2"))
         self.assertReopened(times)
         self.assertEqual(await self.active_client(), 1)
 
@@ -227,6 +229,7 @@ class ImpactTest(TunnelTestCase):
         chunks = pattern_stream(53, size)
         sent_digest, received_digest = hashlib.sha256(), hashlib.sha256()
         bulk: list[asyncio.Task[tuple[None, int]]] = []
+        conns: list[TestTcpSocket] = []
 
         async def write(conn: TestTcpSocket) -> None:
             for piece in chunks:
@@ -247,6 +250,7 @@ class ImpactTest(TunnelTestCase):
         async def first() -> float:
             port = self.ports.client1ToServerTun1ListenPort
             conn = await self.connect("client1", port, "bulk trigger on client1")
+            conns.append(conn)
             head = next(chunks)
             at = loop.time()
             conn.writer.write(head)  # the first data: the trigger
@@ -264,6 +268,8 @@ class ImpactTest(TunnelTestCase):
         self.traffic.sent += size
         self.traffic.received += got
         self.assertEqual(got, size, "bytes of the triggering bulk transfer echoed")
+        await conns[0].finish()
+        await self.assertBackendsIdle(("client2-tun1", "shared-tun1"))
         self.assertEqual(
             received_digest.hexdigest(), sent_digest.hexdigest(), "SHA-256 of the bulk trigger"
         )
@@ -271,11 +277,34 @@ class ImpactTest(TunnelTestCase):
         self.assertEqual(await self.active_client(), 1)
 
     async def test_5_5_new_connections_reach_new_active_client(self) -> None:
-        """5.5: after the reopen, new connections reach client 2 only; a standby probe is inert."""
-        times = await self.failover(2)
+        """5.5: new connections reach client 2, in the closed window and after the reopen."""
+        ports = self.ports
+        window: list[asyncio.Task[bool]] = []
+
+        async def in_window() -> bool:
+            """While the server's port refuses, client 2's ports carry new connections;
+            True when the server still refused after they echoed (inside the window)."""
+            server = (ports.serverHost, ports.serverToClientTun1ListenPort)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout(1)
+            while await probe(*server):
+                self.assertLess(loop.time(), deadline, "the server's port did not close")
+                await asyncio.sleep(0.01)  # polling the port
+            for port, data in ((ports.client2ToServerTun1ListenPort, b"window tun1"),
+                               (ports.client2ToServerTun2ListenPort, b"window tun2")):  # fmt: skip
+                await self.assertEcho("client2", port, data)
+            return not await probe(*server)
+
+        async def first() -> float:
+            conn, at = await self.trigger(2)
+            await conn.close()
+            window.append(asyncio.create_task(in_window()))
+            return at
+
+        times = await self.failover(2, first)
+        self.assertTrue(await window[0], "the window echoes finished before the server reopened")
         self.assertReopened(times)
         before = self.received()
-        ports = self.ports
         for where, port, data in (
             ("server", ports.serverToClientTun1ListenPort, b"after reopen tun1"),
             ("server", ports.serverToClientTun2ListenPort, b"after reopen tun2"),
