@@ -56,11 +56,14 @@ from zTestSuite import ServerProcess, Target, record_metric, requires_network, t
 
 __all__ = [
     "FULL",
+    "KB",
     "MB",
     "PROFILE",
     "QUICK",
     "SEED",
     "TUNNEL",
+    "Backend",
+    "ConfigError",
     "EchoServer",
     "FailoverTimes",
     "OwnTunnel",
@@ -68,9 +71,13 @@ __all__ = [
     "PortWatch",
     "Profile",
     "TestTcpSocket",
+    "Traffic",
     "TunnelTestCase",
-    "payload",
+    "free_port_base",
+    "pattern_at",
     "pattern_stream",
+    "payload",
+    "probe",
     "write_configs",
 ]
 
