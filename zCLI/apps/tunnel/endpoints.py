@@ -23,6 +23,7 @@ from .frames import HEADER_SIZE, ProtocolViolation
 from .pump import WS_WRITE_LIMIT, Pump, StreamConnection, hard_close
 from .roles import Decision, Roles
 from .tls import client_context, peer_allowed, pinned_certificates, server_context
+from .wsconn import FastClientConnection, FastServerConnection
 
 __all__ = ["TunnelClient", "TunnelServer"]
 
@@ -210,6 +211,7 @@ class TunnelServer(_Side):
             close_timeout=tuning.ping_timeout or 10,
             write_limit=WS_WRITE_LIMIT,
             max_queue=64,
+            create_connection=FastServerConnection,
         )
         await self.open_listeners()
         if not self.config.token and not self.config.mutual_tls:
@@ -234,7 +236,9 @@ class TunnelServer(_Side):
         active = self.roles.active
         return None if active is None else self.pumps.get(active)
 
-    async def handler(self, ws: ServerConnection) -> None:
+    async def handler(self, connection: ServerConnection) -> None:
+        assert isinstance(connection, FastServerConnection)  # serve(create_connection=...)
+        ws = connection
         name = f"link from {ws.remote_address[0]}:{ws.remote_address[1]}"
         if not peer_allowed(ws.transport.get_extra_info("ssl_object"), self.pinned):
             log.warning("%s: the client's certificate is not pinned: closing with 1008", name)
@@ -339,6 +343,7 @@ class TunnelClient(_Side):
                     write_limit=WS_WRITE_LIMIT,
                     max_queue=64,
                     open_timeout=10,
+                    create_connection=FastClientConnection,
                 ) as ws:
                     if not peer_allowed(ws.transport.get_extra_info("ssl_object"), self.pinned):
                         log.error("the server's certificate is not pinned: closing")

@@ -18,7 +18,6 @@ import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from websockets.exceptions import ConnectionClosed
 from websockets.protocol import OPEN
 
 from .core import (
@@ -39,11 +38,11 @@ from .core import (
     Welcomed,
 )
 from .frames import ProtocolViolation
+from .wsconn import Message
 
 if TYPE_CHECKING:
-    from websockets.asyncio.connection import Connection
-
     from .core import Budget
+    from .wsconn import FastClientConnection, FastServerConnection
 
 __all__ = ["Endpoint", "Pump", "StreamConnection", "hard_close"]
 
@@ -307,7 +306,13 @@ def _expected(exc: BaseException | None) -> bool:
 class Pump:
     """One WebSocket's reader loop and its single writer, feeding one ``Link``."""
 
-    def __init__(self, ws: Connection, link: Link, endpoint: Endpoint, name: str) -> None:
+    def __init__(
+        self,
+        ws: FastClientConnection | FastServerConnection,
+        link: Link,
+        endpoint: Endpoint,
+        name: str,
+    ) -> None:
         self.ws = ws
         self.link = link
         self.endpoint = endpoint
@@ -318,6 +323,7 @@ class Pump:
         self.closed = False
         self.tasks: set[asyncio.Task[Any]] = set()
         self._wake = asyncio.Event()
+        self._done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._writing = False  # the writer task is sending: direct sends would reorder
         self.write_limit = WS_WRITE_LIMIT
         link.owner = self
@@ -392,16 +398,17 @@ class Pump:
         place that catches this link's errors: a violation closes with its code, a bug
         with 1011."""
         writer = asyncio.create_task(self._write(), name=f"{self.name} writer")
+        closed = asyncio.ensure_future(self.ws.wait_closed())
+        closed.add_done_callback(self._finish)
         try:
-            async for message in self.ws:
-                if isinstance(message, str):
-                    raise ProtocolViolation("A text message: zTunnel frames are binary.")
-                effects = self.link.receive(message)
-                for effect in effects:
-                    self._handlers[type(effect)](effect)
-                self.wake()
-        except ConnectionClosed as closed:
-            log.info("%s: WebSocket closed (%s)", self.name, closed)
+            self.ws.attach(self._on_message)
+            await self._done
+            log.info(
+                "%s: WebSocket closed (%s %s)",
+                self.name,
+                self.ws.close_code,
+                self.ws.close_reason or "",
+            )
         except ProtocolViolation as violation:
             log.warning(
                 "%s: protocol error, closing with %d: %s",
@@ -414,11 +421,31 @@ class Pump:
             log.exception("%s: internal error, closing with 1011", self.name)
             await self.ws.close(1011, "internal error")
         finally:
+            self.ws.attach(None)
+            closed.cancel()
             writer.cancel()
             self.close()
             for task in list(self.tasks):
                 task.cancel()
-            await asyncio.gather(writer, *self.tasks, return_exceptions=True)
+            await asyncio.gather(writer, closed, *self.tasks, return_exceptions=True)
+
+    def _finish(self, _: object = None) -> None:
+        if not self._done.done():
+            self._done.set_result(None)
+
+    def _on_message(self, message: Message) -> None:
+        """One WebSocket message, straight from the connection's ``data_received``."""
+        try:
+            if not isinstance(message, bytes):
+                what = "A text message" if isinstance(message, str) else "A fragmented message"
+                raise ProtocolViolation(f"{what}: zTunnel frames are binary messages.")
+            for effect in self.link.receive(message):
+                self._handlers[type(effect)](effect)
+            self.wake()
+        except Exception as error:
+            self.ws.attach(None)  # nothing more from a link that is closing
+            if not self._done.done():
+                self._done.set_exception(error)
 
     async def _write(self) -> None:
         link = self.link
