@@ -377,6 +377,10 @@ class HostilePeerTest(TunnelCase):
             (b"\x09\x00\x00\x00\x00", "Frame type 0x09 is unknown."),
             (b"\x04\x00", "A frame of 2 bytes is shorter than the 5-byte header."),
             ("text", "A text message: zTunnel frames are binary messages."),
+            (
+                [b"\x04\x00\x00", b"\x00\x01x"],
+                "A fragmented message: zTunnel frames are binary messages.",
+            ),
             (frame(FrameType.DATA, 0, b"x"), "A DATA frame cannot use stream 0."),
         ]
         for message, reason in table:
