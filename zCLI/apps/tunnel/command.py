@@ -30,6 +30,10 @@ def main(args: argparse.Namespace) -> int:
         level=config.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # websockets logs every frame at DEBUG: ours say what matters about each link.
+    logging.getLogger("websockets").setLevel(
+        max(logging.INFO, logging.getLevelName(config.log_level))
+    )
     if config.ignored:
         log.info("%s: ignored keys: %s", config.path, ", ".join(config.ignored))
     try:
