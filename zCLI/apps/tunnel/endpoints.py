@@ -20,8 +20,9 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from .config import ConnectEntry, ListenEntry, TunnelConfig
 from .core import Activate, Budget, Effect, HelloReceived, Link, RoleReceived, Welcomed
 from .frames import HEADER_SIZE, ProtocolViolation
-from .pump import WS_WRITE_LIMIT, Pump, StreamConnection, hard_close
+from .pump import WS_WRITE_LIMIT, Pump
 from .roles import Decision, Roles
+from .tcp import StreamConnection, hard_close
 from .tls import client_context, peer_allowed, pinned_certificates, server_context
 from .wsconn import FastClientConnection, FastServerConnection
 
