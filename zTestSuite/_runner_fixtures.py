@@ -261,6 +261,27 @@ class Keep(unittest.TestCase):
         artifact_path("note.txt").write_text("kept")
 """
 
+# A suite that a -j worker is still importing when the run is interrupted: in the
+# worker it tells its pid, then waits (the parent imports it at once).
+SLOW_IMPORT = """
+import os
+import socket
+import sys
+import threading
+import unittest
+
+if "--worker" in sys.argv:
+    with socket.socket(socket.AF_UNIX) as tell:
+        tell.connect(os.environ["PID_SOCKET"])
+        tell.sendall(str(os.getpid()).encode())
+    threading.Event().wait()
+
+
+class SlowImport(unittest.TestCase):
+    def test_never_reached(self):
+        pass
+"""
+
 SUITES = {
     "sample_Test.py": SAMPLE,
     "net_Test.py": NET,
@@ -275,6 +296,7 @@ SUITES = {
     "right_Test.py": RIGHT,
     "serial_Test.py": SERIAL,
     "crash_Test.py": CRASH,
+    "slowimport_Test.py": SLOW_IMPORT,
     "artifact_Test.py": ARTIFACT,
 }
 

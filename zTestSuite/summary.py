@@ -67,8 +67,9 @@ def write_summary(report: RunReport, out: TextIO) -> None:
                 f"(min {row['min']:.6g}, max {row['max']:.6g}, n={row['count']})\n"
             )
     if report.interrupted:
-        during = ", ".join(report.interrupted_tests) or "between tests"
+        tests = ", ".join(report.interrupted_tests)
+        during = f"during {tests}" if tests else "between tests"
         not_run = ", ".join(report.not_run) or "none"
-        out.write(f"Interrupted during {during}; suites not run: {not_run}\n")
+        out.write(f"Interrupted {during}; suites not run: {not_run}\n")
     out.write(report.closing_line() + "\n")
     out.flush()

@@ -189,13 +189,16 @@ def run_parallel(
     started: list[_Worker] = []
     outcome = Outcome()
     stop_starting = False
+    interrupted_early: list[_Worker] = []
 
     def handle(worker: _Worker, event: dict[str, Any] | None) -> None:
         nonlocal stop_starting
         if event is None:  # the pipe closed: the worker is done, or dead
             status = worker.process.wait()
             running.remove(worker)
-            if not worker.reported:
+            if not worker.reported and stopping_since is not None and not worker.record.tests:
+                interrupted_early.append(worker)  # stopped before it ran a test: not run
+            elif not worker.reported:
                 crash = worker.crash_record(status)
                 if xml_dir is not None:
                     write_lost_suite_xml(xml_dir, crash, worker.record.module)
@@ -243,7 +246,9 @@ def run_parallel(
                 stopping_since = time.monotonic()
                 for worker in running:
                     worker.interrupt()
-    outcome.not_run = [item.suite.name for item in pending]
     order = {id(item): index for index, item in enumerate(loaded)}
-    outcome.suites = [w.record for w in sorted(started, key=lambda w: order[id(w.loaded)])]
+    unrun = sorted([w.loaded for w in interrupted_early] + pending, key=lambda i: order[id(i)])
+    outcome.not_run = [item.suite.name for item in unrun]
+    ran = [w for w in started if w not in interrupted_early]
+    outcome.suites = [w.record for w in sorted(ran, key=lambda w: order[id(w.loaded)])]
     return outcome

@@ -163,13 +163,17 @@ class TestParallel(RunnerCase):
 
 
 class TestInterrupt(RunnerCase):
-    def interrupt(self, signum: int, *args: str) -> tuple[subprocess.Popen[str], str, str]:
+    def interrupt(
+        self, signum: int, *args: str, suites: tuple[str, ...] = ("hang", "needs"), after: str = ""
+    ) -> tuple[subprocess.Popen[str], str, str]:
+        """Run ``suites``; once a process sends its pid (and the output has a line
+        starting with ``after``), send ``signum``."""
         listener = socket.socket(socket.AF_UNIX)
         self.addCleanup(listener.close)
         listener.bind(str(self.workspace / "pid.sock"))
         listener.listen(1)
         runner = subprocess.Popen(
-            self.command("--suite", "hang", "--suite", "needs", *args),
+            self.command(*(arg for suite in suites for arg in ("--suite", suite)), *args),
             cwd=self.workspace,
             env=self.environ({"PID_SOCKET": str(self.workspace / "pid.sock")}),
             stdout=subprocess.PIPE,
@@ -179,10 +183,17 @@ class TestInterrupt(RunnerCase):
         self.addCleanup(runner.kill)
         child = receive_pid(listener)
         self.assertTrue(pid_alive(child))
+        seen = ""
+        if after:
+            assert runner.stdout is not None
+            while not any(line.startswith(after) for line in seen.splitlines()):
+                line = runner.stdout.readline()  # bounded by the pid wait above: it runs
+                self.assertNotEqual(line, "", f"the run ended before {after!r}: {seen}")
+                seen += line
         runner.send_signal(signum)
         out, err = runner.communicate(timeout=timeout(15))
         self.assertFalse(pid_alive(child), "the process the test started outlived the run")
-        return runner, out, err
+        return runner, seen + out, err
 
     def check(self, runner: subprocess.Popen[str], out: str) -> None:
         self.assertEqual(runner.returncode, 130, out)
@@ -203,8 +214,22 @@ class TestInterrupt(RunnerCase):
 
     def test_ctrl_c_with_workers(self) -> None:
         """Under -j the parent passes Ctrl-C on; the workers stop and report."""
-        runner, out, _ = self.interrupt(signal.SIGINT, "-j", "2")
+        runner, out, _ = self.interrupt(signal.SIGINT, "-j", "2", after="needs:")
         self.check(runner, out)
+
+    def test_ctrl_c_while_a_worker_imports(self) -> None:
+        """A worker stopped before it ran a test leaves its suite "not run", not failed."""
+        runner, out, _ = self.interrupt(
+            signal.SIGINT, "-j", "2", suites=("sample", "slowimport"), after="sample:"
+        )
+        self.assertEqual(runner.returncode, 130, out)
+        self.assertEqual(
+            out.splitlines()[-2:],
+            [
+                "Interrupted between tests; suites not run: slowimport",
+                "2 passed, 3 failed, 1 skipped",
+            ],
+        )
 
     def test_sigterm_stops_like_ctrl_c(self) -> None:
         """SIGTERM (a cancelled CI job) stops the run the same way."""
