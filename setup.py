@@ -20,6 +20,7 @@ setup(
         "unittest-xml-reporting>=3.2",
         "PyJWT>=2.8",
         "httpx>=0.27",  # zChat's OpenAI-compatible bot
+        "cryptography>=42",  # zNeighbourhood (OLAF): RSA-PSS, RSA-OAEP, AES-GCM
     ],
     extras_require={
         "test": ["playwright>=1.40", "hypothesis>=6", "cryptography>=42"],
@@ -27,6 +28,10 @@ setup(
     },
     entry_points={
         "console_scripts": ["zcli = zCLI.cli:main"],
-        "zcli.plugins": ["chat = zCLI.apps.chat", "tunnel = zCLI.apps.tunnel"],
+        "zcli.plugins": [
+            "chat = zCLI.apps.chat",
+            "tunnel = zCLI.apps.tunnel",
+            "olaf = zCLI.apps.olaf",
+        ],
     },
 )

@@ -1,0 +1,223 @@
+"""The asyncio adapter of the OLAF server: sockets, writers, neighbour links, timers.
+
+Everything it decides comes from ``ServerCore``; this module only feeds it frames and
+carries out its effects. The handshake accepts any path, any Origin, any subprotocol
+(the first one offered is echoed back) or none: a neighbour never gets HTTP 400.
+Each connection has one writer task draining a bounded queue; a queue that overflows
+closes that connection with 1013 and a log line, so one slow reader never holds up
+the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed, WebSocketException
+from websockets.typing import Subprotocol
+
+from . import crypto
+from .config import ServerConfig
+from .core import Close, Effect, Limits, Log, Neighbour, Reconnect, Send, ServerCore
+from .exceptions import ConfigError, CryptoError
+from .messages import normalise_address
+
+__all__ = ["OlafServer", "main"]
+
+log = logging.getLogger("zCLI.apps.olaf")
+Socket = ServerConnection | ClientConnection
+
+
+def _first_offered(_: ServerConnection, offered: Sequence[Subprotocol]) -> Subprotocol | None:
+    return offered[0] if offered else None
+
+
+class OlafServer:
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        key = crypto.load_or_create_key(config.key)
+        self.identity = crypto.Identity.of(key)
+        self.neighbours = [
+            Neighbour(address, crypto.load_public_key(path.read_bytes()))
+            for address, path in config.neighbours.items()
+        ]
+        self.core: ServerCore | None = None
+        self.ids = itertools.count(1)
+        self.queues: dict[int, asyncio.Queue[str | None]] = {}
+        self.sockets: dict[int, Socket] = {}
+        self.wake: dict[str, asyncio.Event] = {}
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    # -- effects ------------------------------------------------------------------
+
+    def apply(self, effects: list[Effect]) -> None:
+        for effect in effects:
+            if isinstance(effect, Send):
+                queue = self.queues.get(effect.conn)
+                if queue is None:
+                    continue
+                try:
+                    queue.put_nowait(effect.text)
+                except asyncio.QueueFull:
+                    log.warning(
+                        "#%d: %d frames waiting; closing it (1013)", effect.conn, queue.qsize()
+                    )
+                    self._close(effect.conn, 1013, "too many frames waiting")
+            elif isinstance(effect, Close):
+                self._close(effect.conn, effect.code, effect.reason)
+            elif isinstance(effect, Reconnect):
+                if effect.address in self.wake:
+                    self.wake[effect.address].set()
+            elif isinstance(effect, Log):
+                log.log(effect.level, "%s", effect.text)
+
+    def _close(self, conn: int, code: int, reason: str) -> None:
+        socket = self.sockets.get(conn)
+        if socket is not None:
+            asyncio.get_running_loop().create_task(socket.close(code, reason))
+
+    # -- one connection -----------------------------------------------------------
+
+    async def _write(self, conn: int, socket: Socket, queue: asyncio.Queue[str | None]) -> None:
+        try:
+            while (text := await queue.get()) is not None:
+                await socket.send(text)
+        except ConnectionClosed:
+            pass  # the reader sees the close and cleans up
+
+    async def _serve_connection(self, socket: Socket, neighbour: str | None = None) -> None:
+        """The one place that catches per connection: dropped frames are the core's
+        business; a bug here is logged with its traceback and closes with 1011."""
+        assert self.core is not None
+        conn = next(self.ids)
+        queue: asyncio.Queue[str | None] = asyncio.Queue(self.config.queue)
+        self.queues[conn], self.sockets[conn] = queue, socket
+        writer = asyncio.get_running_loop().create_task(self._write(conn, socket, queue))
+        try:
+            if neighbour is None:
+                log.info("#%d: connected from %s", conn, socket.remote_address)
+                self.apply(self.core.connected(conn, self._now()))
+            else:
+                self.apply(self.core.linked(conn, neighbour, self._now()))
+            async for frame in socket:
+                self.apply(self.core.received(conn, frame, self._now()))
+        except ConnectionClosed:
+            pass
+        except Exception:
+            log.exception("#%d: a bug closed this connection", conn)
+            await socket.close(1011, "internal error")
+        finally:
+            del self.queues[conn], self.sockets[conn]
+            writer.cancel()
+            self.apply(self.core.closed(conn))
+            log.info("#%d: disconnected", conn)
+
+    async def _handle(self, socket: ServerConnection) -> None:
+        await self._serve_connection(socket)
+
+    # -- neighbours ---------------------------------------------------------------
+
+    async def _keep_linked(self, address: str) -> None:
+        """Connect to a neighbour and stay connected, retrying with capped backoff;
+        its server_hello on an inbound link retries at once."""
+        url = address if "://" in address else f"ws://{address}"
+        wake = self.wake[normalise_address(address)]
+        delay = 0.5
+        while True:
+            wake.clear()
+            try:
+                async with connect(
+                    url,
+                    ping_interval=10,
+                    max_size=self.config.max_frame * 4,
+                    compression=None,
+                    open_timeout=10,
+                ) as socket:
+                    delay = 0.5
+                    await self._serve_connection(socket, neighbour=address)
+            except (TimeoutError, OSError, WebSocketException) as error:
+                log.info(
+                    "neighbour %s: not reachable (%s); next try in %.1f s", address, error, delay
+                )
+            try:
+                await asyncio.wait_for(wake.wait(), delay)
+            except TimeoutError:
+                pass
+            delay = min(delay * 2, self.config.retry_max)
+
+    async def run(self) -> None:
+        config = self.config
+        async with serve(
+            self._handle,
+            config.host,
+            config.port,
+            select_subprotocol=_first_offered,
+            max_size=config.max_frame * 4,
+            compression=None,
+            ping_interval=20,
+            ping_timeout=20,
+        ) as server:
+            port = server.sockets[0].getsockname()[1]
+            address = config.address or f"{config.host}:{port}"
+            self.core = ServerCore(
+                self.identity,
+                address,
+                self.neighbours,
+                Limits(
+                    max_frame=config.max_frame,
+                    max_clients=config.max_clients,
+                    rate=config.rate,
+                    neighbour_rate=config.neighbour_rate,
+                ),
+                data_as_string=config.data_as_string,
+            )
+            print(
+                f"olaf server listening on ws://{config.host}:{port} as {address}; "
+                f"fingerprint {self.identity.fingerprint}; "
+                f"public key {crypto.public_path(config.key)}",
+                flush=True,
+            )
+            async with asyncio.TaskGroup() as links:
+                for neighbour in self.neighbours:
+                    self.wake[normalise_address(neighbour.address)] = asyncio.Event()
+                    links.create_task(self._keep_linked(neighbour.address))
+                await server.serve_forever()
+
+
+def main(args: Any) -> int:
+    # zcli set up the root handler (stderr); our lines show at INFO whatever its level.
+    log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    logging.getLogger("websockets").setLevel(logging.WARNING)
+    try:
+        config = ServerConfig.from_args(args)
+        server = OlafServer(config)
+    except (ConfigError, CryptoError, OSError) as error:
+        sys.stderr.write(f"zcli olaf server: error: {error}\n")
+        return 2
+
+    async def serve_until_signal() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, task.cancel)
+        try:
+            await server.run()
+        except asyncio.CancelledError:
+            log.info("stopped by a signal")
+
+    try:
+        asyncio.run(serve_until_signal())
+    except OSError as error:
+        sys.stderr.write(f"zcli olaf server: error: {error}\n")
+        return 1
+    return 0
