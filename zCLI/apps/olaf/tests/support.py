@@ -128,7 +128,7 @@ class Peer:
             if isinstance(frame, str):
                 self.inbox.add(frame)
 
-    async def send(self, text: str) -> None:
+    async def send(self, text: str | bytes) -> None:
         assert self.socket is not None
         await self.socket.send(text)
 
