@@ -145,8 +145,17 @@ class TestNeighbours(CoreTestCase):
 
     def test_server_hello_from_a_stranger_or_badly_signed_is_dropped(self) -> None:
         """An unknown sender, or one signed with the wrong key, is dropped and logged."""
-        self.assertDropped(self.neighbour(5, NB, "127.0.0.1:9"), "server_hello from '127.0.0.1:9'")
+        stranger = crypto.Identity.generate()
+        self.assertDropped(
+            self.neighbour(5, stranger, "127.0.0.1:9"), "server_hello from '127.0.0.1:9'"
+        )
         self.assertDropped(self.neighbour(6, NC, "127.0.0.1:2"), "the ServerHello signature")
+
+    def test_server_hello_recognised_by_key_under_another_name(self) -> None:
+        """A configured neighbour announcing another address form (no port, a host
+        name) is recognised by the key that verifies its hello."""
+        self.assertEqual(self.neighbour(5, NB, "localhost"), [Reconnect("127.0.0.1:2")])
+        self.assertIn("it announced itself as 'localhost'", self.logs[-1])
 
     def test_client_update_only_from_neighbours(self) -> None:
         """A client_update from a connection that is no neighbour is dropped."""
@@ -199,6 +208,14 @@ class TestRelay(CoreTestCase):
         frame = signed(CAROL, Chat(("ws://127.0.0.1:1",), iv, tuple(keys), sealed), as_string=True)
         self.assertEqual(self.feed(11, frame), [Send(1, frame), Send(2, frame)])
         self.assertDropped(self.feed(10, frame), "a copy of a chat already relayed")
+
+    def test_chat_from_a_neighbour_naming_us_otherwise_is_delivered(self) -> None:
+        """A neighbour only sends us chats for us: one naming us by another address is
+        still delivered, with a log line."""
+        iv, keys, sealed = crypto.seal_chat(CAROL, [ALICE.pem], "hi")
+        frame = signed(CAROL, Chat(("localhost:1",), iv, tuple(keys), sealed))
+        self.assertEqual(self.feed(11, frame), [Send(1, frame), Send(2, frame)])
+        self.assertIn("(not 127.0.0.1:1); delivered", self.logs[-1])
 
     def test_chat_before_hello_dropped(self) -> None:
         """A connection that has not said hello cannot chat."""
