@@ -17,7 +17,7 @@ __all__ = ["PLUGIN", "configure", "run"]
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    roles = parser.add_subparsers(dest="role", required=True, metavar="{server,client}")
+    roles = parser.add_subparsers(dest="role", required=True, metavar="{server,client,keygen}")
     server = roles.add_parser("server", help="run an OLAF server (clients and neighbours)")
     server.add_argument("--config", metavar="FILE", help="YAML settings (see docs/olaf.md)")
     server.add_argument("--host", help="the address to listen on (127.0.0.1)")
@@ -49,6 +49,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     client.add_argument("address", metavar="HOST:PORT", help="the server (ws:// optional)")
     client.add_argument("--key", help="our RSA private key, PEM (default: a new one)")
     client.add_argument("--data-as-string", dest="data_as_string", action="store_true")
+    keygen = roles.add_parser("keygen", help="create a key pair: FILE and FILE.pub.pem")
+    keygen.add_argument("key", metavar="FILE", help="where the private key goes (PEM)")
 
 
 def run(args: argparse.Namespace) -> int:

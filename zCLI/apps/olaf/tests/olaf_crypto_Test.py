@@ -87,6 +87,20 @@ class TestParameters(zTestCase):
             crypto.open_chat(ALICE.key, iv, keys, sealed)
 
 
+class TestKeyFiles(zTestCase):
+    def test_keygen_writes_the_pair_and_keeps_an_existing_key(self) -> None:
+        """``zcli olaf keygen a.pem`` writes a.pem (0600) and a.pub.pem, prints the
+        fingerprint, and a second run keeps the key."""
+        first = self.zcli("olaf", "keygen", "a.pem")
+        self.assertEqual(first.returncode, 0, first.stderr)
+        pem = (self.workspace / "a.pub.pem").read_text()
+        expected = f"a.pem; public key a.pub.pem; fingerprint {crypto.fingerprint(pem)}\n"
+        self.assertEqual(first.stdout, "created " + expected)
+        self.assertEqual((self.workspace / "a.pem").stat().st_mode & 0o777, 0o600)
+        again = self.zcli("olaf", "keygen", "a.pem")
+        self.assertEqual(again.stdout, "kept " + expected)
+
+
 class TestSignatureForms(zTestCase):
     def test_every_form_verifies_and_is_named(self) -> None:
         """verify() accepts each form peers sign and names the one that matched."""
