@@ -503,7 +503,7 @@ class TestTcpSocket:
     def __repr__(self) -> str:
         return f"<TestTcpSocket {self.label}>"
 
-    async def send(self, data: bytes, units: float = 3) -> None:
+    async def send(self, data: bytes | memoryview, units: float = 3) -> None:
         """Write ``data`` and wait until the socket has taken it (drained);
         AssertionError if it has not within ``units``."""
         self.writer.write(data)
@@ -728,6 +728,9 @@ class TunnelTestCase(unittest.IsolatedAsyncioTestCase):
 
     async def asyncSetUp(self) -> None:
         await super().asyncSetUp()
+        # unittest runs the loop in debug mode, which logs every step over 100 ms; a test
+        # that makes, hashes and writes 100 MB has such steps by design.
+        asyncio.get_running_loop().slow_callback_duration = 2.0
         self.traffic = Traffic()
         self.started = time.monotonic()
         self.backends: dict[str, EchoServer] = {}
