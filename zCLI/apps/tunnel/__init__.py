@@ -40,5 +40,12 @@ PLUGIN = Plugin(
         "zCLI.apps.tunnel.tests.tunnel_frames_Test",
         "zCLI.apps.tunnel.tests.tunnel_config_Test",
         "zCLI.apps.tunnel.tests.tunnel_link_Test",
+        "zCLI.apps.tunnel.tests.tunnel_plan003_echo_Test",
+        "zCLI.apps.tunnel.tests.tunnel_plan003_failover_Test",
+        "zCLI.apps.tunnel.tests.tunnel_plan003_quality_Test",
+        "zCLI.apps.tunnel.tests.tunnel_plan003_pingpong_Test",
+        "zCLI.apps.tunnel.tests.tunnel_plan003_concurrent_Test",
+        "zCLI.apps.tunnel.tests.tunnel_plan003_impact_Test",
+        "zCLI.apps.tunnel.tests.tunnel_plan003_punishment_Test",
     ],
 )
