@@ -38,6 +38,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     server.add_argument("--queue", type=int, help="frames waiting per connection")
     server.add_argument("--retry-max", dest="retry_max", type=float, help="seconds, at most")
     server.add_argument(
+        "--list-delay", dest="list_delay", type=float, help="seconds changes gather (0.05)"
+    )
+    server.add_argument(
         "--data-as-string",
         dest="data_as_string",
         action="store_const",

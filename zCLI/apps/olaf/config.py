@@ -14,6 +14,7 @@ YAML keys (all optional but ``key``)::
     rate: 50                 # messages per second per client
     queue: 1024              # frames waiting per connection before it is closed
     retry_max: 30            # seconds between tries to a neighbour, at most
+    list_delay: 0.05         # seconds client list changes gather before one push
     data_as_string: false    # send signed data as a JSON string (v1.2) not an object
 
 Command-line options override the file.
@@ -47,6 +48,7 @@ class ServerConfig:
     neighbour_rate: float = 0.0
     queue: int = 1024
     retry_max: float = 30.0
+    list_delay: float = 0.05
     data_as_string: bool = False
 
     @classmethod
@@ -100,7 +102,7 @@ class ServerConfig:
                 raise ConfigError(f"{where}: {name} must be at least 1.")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"{where}: port {self.port} is not a TCP port.")
-        if self.rate < 0 or self.neighbour_rate < 0 or self.retry_max <= 0:
+        if self.rate < 0 or self.neighbour_rate < 0 or self.retry_max <= 0 or self.list_delay < 0:
             raise ConfigError(f"{where}: rates must be >= 0 and retry_max > 0.")
         if len(self.neighbours) > self.max_neighbours:
             raise ConfigError(

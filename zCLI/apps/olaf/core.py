@@ -50,6 +50,7 @@ __all__ = [
     "Close",
     "Effect",
     "Limits",
+    "ListChanged",
     "Log",
     "Neighbour",
     "Reconnect",
@@ -63,6 +64,13 @@ __all__ = [
 class Send:
     conn: int
     text: str
+    latest: bool = False  # a client_list: replaces one not yet written to that connection
+
+
+@dataclass(frozen=True)
+class ListChanged:
+    """The client list changed: the adapter calls ``client_list_pushes`` soon, once
+    for any number of changes (1,000 clients joining must not push 1,000 lists)."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +91,7 @@ class Log:
     text: str
 
 
-Effect = Send | Close | Reconnect | Log
+Effect = Send | Close | Reconnect | Log | ListChanged
 
 
 class Role(Enum):
@@ -252,8 +260,12 @@ class ServerCore:
         return links[0].id if links else None
 
     def _push_client_list(self) -> list[Effect]:
+        return [ListChanged()]
+
+    def client_list_pushes(self) -> list[Send]:
+        """The current client_list for every local client (after ListChanged)."""
         text = json.dumps(self.client_list().to_json())
-        return [Send(conn, text) for conn in self._clients()]
+        return [Send(conn, text, latest=True) for conn in self._clients()]
 
     def _clients_changed(self) -> list[Effect]:
         update = json.dumps(ClientUpdate(tuple(self.local_pems())).to_json())

@@ -25,7 +25,17 @@ from websockets.typing import Subprotocol
 
 from . import crypto
 from .config import ServerConfig
-from .core import Close, Effect, Limits, Log, Neighbour, Reconnect, Send, ServerCore
+from .core import (
+    Close,
+    Effect,
+    Limits,
+    ListChanged,
+    Log,
+    Neighbour,
+    Reconnect,
+    Send,
+    ServerCore,
+)
 from .exceptions import ConfigError, CryptoError
 from .messages import normalise_address
 
@@ -33,6 +43,14 @@ __all__ = ["OlafServer", "main"]
 
 log = logging.getLogger("zCLI.apps.olaf")
 Socket = ServerConnection | ClientConnection
+
+
+class _Latest:
+    """In a writer's queue: write the connection's latest client_list here."""
+
+
+LATEST = _Latest()
+Item = str | _Latest | None
 
 
 def _first_offered(_: ServerConnection, offered: Sequence[Subprotocol]) -> Subprotocol | None:
@@ -50,9 +68,11 @@ class OlafServer:
         ]
         self.core: ServerCore | None = None
         self.ids = itertools.count(1)
-        self.queues: dict[int, asyncio.Queue[str | None]] = {}
+        self.queues: dict[int, asyncio.Queue[Item]] = {}
         self.sockets: dict[int, Socket] = {}
         self.wake: dict[str, asyncio.Event] = {}
+        self.latest: dict[int, str] = {}  # conn -> the client_list not yet written
+        self.lists_due: asyncio.TimerHandle | None = None
 
     def _now(self) -> float:
         return asyncio.get_running_loop().time()
@@ -65,8 +85,13 @@ class OlafServer:
                 queue = self.queues.get(effect.conn)
                 if queue is None:
                     continue
+                if effect.latest:
+                    marked = effect.conn in self.latest
+                    self.latest[effect.conn] = effect.text
+                    if marked:
+                        continue  # its marker is already queued: the newer list goes then
                 try:
-                    queue.put_nowait(effect.text)
+                    queue.put_nowait(LATEST if effect.latest else effect.text)
                 except asyncio.QueueFull:
                     log.warning(
                         "#%d: %d frames waiting; closing it (1013)", effect.conn, queue.qsize()
@@ -79,6 +104,15 @@ class OlafServer:
                     self.wake[effect.address].set()
             elif isinstance(effect, Log):
                 log.log(effect.level, "%s", effect.text)
+            elif isinstance(effect, ListChanged) and self.lists_due is None:
+                loop = asyncio.get_running_loop()
+                self.lists_due = loop.call_later(self.config.list_delay, self._push_lists)
+
+    def _push_lists(self) -> None:
+        """Every change within list_delay makes one client_list per client."""
+        self.lists_due = None
+        assert self.core is not None
+        self.apply(list(self.core.client_list_pushes()))
 
     def _close(self, conn: int, code: int, reason: str) -> None:
         socket = self.sockets.get(conn)
@@ -87,10 +121,10 @@ class OlafServer:
 
     # -- one connection -----------------------------------------------------------
 
-    async def _write(self, conn: int, socket: Socket, queue: asyncio.Queue[str | None]) -> None:
+    async def _write(self, conn: int, socket: Socket, queue: asyncio.Queue[Item]) -> None:
         try:
             while (text := await queue.get()) is not None:
-                await socket.send(text)
+                await socket.send(self.latest.pop(conn) if isinstance(text, _Latest) else text)
         except ConnectionClosed:
             pass  # the reader sees the close and cleans up
 
@@ -99,7 +133,7 @@ class OlafServer:
         business; a bug here is logged with its traceback and closes with 1011."""
         assert self.core is not None
         conn = next(self.ids)
-        queue: asyncio.Queue[str | None] = asyncio.Queue(self.config.queue)
+        queue: asyncio.Queue[Item] = asyncio.Queue(self.config.queue)
         self.queues[conn], self.sockets[conn] = queue, socket
         writer = asyncio.get_running_loop().create_task(self._write(conn, socket, queue))
         try:
@@ -117,6 +151,7 @@ class OlafServer:
             await socket.close(1011, "internal error")
         finally:
             del self.queues[conn], self.sockets[conn]
+            self.latest.pop(conn, None)
             writer.cancel()
             self.apply(self.core.closed(conn))
             log.info("#%d: disconnected", conn)
@@ -135,15 +170,18 @@ class OlafServer:
         while True:
             wake.clear()
             try:
-                async with connect(
+                socket = await connect(
                     url,
                     ping_interval=10,
                     max_size=self.config.max_frame * 4,
                     compression=None,
                     open_timeout=10,
-                ) as socket:
-                    delay = 0.5
+                )
+                delay = 0.5
+                try:
                     await self._serve_connection(socket, neighbour=address)
+                finally:
+                    await socket.close(1001, "going away")  # also when we stop
             except (TimeoutError, OSError, WebSocketException) as error:
                 log.info(
                     "neighbour %s: not reachable (%s); next try in %.1f s", address, error, delay

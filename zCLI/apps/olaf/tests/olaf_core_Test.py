@@ -10,7 +10,16 @@ import unittest
 from typing import Any
 
 from zCLI.apps.olaf import crypto
-from zCLI.apps.olaf.core import Close, Limits, Log, Neighbour, Reconnect, Send, ServerCore
+from zCLI.apps.olaf.core import (
+    Close,
+    Limits,
+    ListChanged,
+    Log,
+    Neighbour,
+    Reconnect,
+    Send,
+    ServerCore,
+)
 from zCLI.apps.olaf.messages import Chat, Hello, PublicChat, ServerHello, Signed
 from zTestSuite import zTestCase
 
@@ -46,9 +55,19 @@ class CoreTestCase(zTestCase):
     def feed(self, conn: int, text: str) -> list[Any]:
         """The effects of one frame, Log lines kept aside in self.logs."""
         self.now += 0.001
-        effects = self.core.received(conn, text, self.now)
+        return self.expand(self.core.received(conn, text, self.now))
+
+    def expand(self, effects: list[Any]) -> list[Any]:
+        """Effects as the adapter carries them out: ListChanged becomes the lists
+        pushed (as if list_delay passed at once); Log lines go to self.logs."""
         self.logs += [e.text for e in effects if isinstance(e, Log)]
-        return [e for e in effects if not isinstance(e, Log)]
+        out = []
+        for effect in effects:
+            if isinstance(effect, ListChanged):
+                out += [Send(e.conn, e.text) for e in self.core.client_list_pushes()]
+            elif not isinstance(effect, Log):
+                out.append(effect)
+        return out
 
     def client(self, conn: int, who: crypto.Identity) -> list[Any]:
         self.core.connected(conn, self.now)
@@ -85,7 +104,7 @@ class TestMembership(CoreTestCase):
         self.core.linked(10, "127.0.0.1:3", 0)
         self.client(1, ALICE)
         self.client(2, BOB)
-        effects = [e for e in self.core.closed(1) if isinstance(e, Send)]
+        effects = self.expand(self.core.closed(1))
         self.assertEqual(
             json.loads(effects[0].text), {"type": "client_update", "clients": [BOB.pem]}
         )
@@ -111,8 +130,19 @@ class TestMembership(CoreTestCase):
             {"address": "ws://127.0.0.1:2", "clients": [BOB.pem]},
         ]
         self.assertEqual(json.loads(push.text), {"type": "client_list", "servers": servers})
-        pushed = [e for e in self.core.closed(5) if isinstance(e, Send)]
+        pushed = self.expand(self.core.closed(5))
         self.assertEqual(json.loads(pushed[0].text)["servers"], servers[:1])
+
+    def test_changes_ask_for_one_push_of_the_latest_list(self) -> None:
+        """Each join only signals ListChanged; the push is one latest client_list per
+        client, whatever the number of changes before it."""
+        for conn, who in enumerate((ALICE, BOB, CAROL), start=1):
+            self.core.connected(conn, 0)
+            effects = self.core.received(conn, signed(who, Hello(who.pem)), 0)
+            self.assertEqual([e for e in effects if not isinstance(e, Log)], [ListChanged()])
+        pushes = self.core.client_list_pushes()
+        text = json.dumps(self.core.client_list().to_json())
+        self.assertEqual(pushes, [Send(c, text, latest=True) for c in (1, 2, 3)])
 
     def test_full_server_closes_with_1013(self) -> None:
         """A hello beyond max_clients is refused with close code 1013."""

@@ -215,6 +215,7 @@ class Plan000Test(unittest.IsolatedAsyncioTestCase):
         me_right = await asyncio.to_thread(right.wait_for, r"^connected to \S+ as (\S+)$")
         fp_left, fp_right = me_left.group(1), me_right.group(1)
         await asyncio.to_thread(left.wait_for, rf"^online 2: .*{_re(fp_right)}", 15)
+        await asyncio.to_thread(right.wait_for, rf"^online 2: .*{_re(fp_left)}", 15)
         self.type(left, f"public hi from the left\nmsg {fp_right} psst right\n")
         await asyncio.to_thread(
             right.wait_for, rf"^public from {_re(fp_left)}: hi from the left \[verified\]$"
