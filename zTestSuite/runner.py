@@ -96,6 +96,10 @@ def _suites(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[S
         suites += plugin_suites(args.plugin, entry_points=False)
     except (FileNotFoundError, zCLIError) as exc:
         parser.error(str(exc))
+    # A plugin named with --plugin may be installed too: each suite runs once, where it
+    # first appears.
+    first = {suite.module: suite for suite in suites[::-1]}
+    suites = [suite for suite in suites if first[suite.module] is suite]
     if args.suite:
         wanted = {suite_name(name) for name in args.suite}
         unknown = wanted - {s.name for s in suites}
