@@ -19,8 +19,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosed, WebSocketException
+from websockets.protocol import State
 from websockets.typing import Subprotocol
 
 from . import crypto
@@ -50,6 +51,7 @@ class _Latest:
 
 
 LATEST = _Latest()
+DIRECT_LIMIT = 64 * 1024  # bytes buffered for a socket beyond which frames queue
 Item = str | _Latest | None
 
 
@@ -72,6 +74,7 @@ class OlafServer:
         self.sockets: dict[int, Socket] = {}
         self.wake: dict[str, asyncio.Event] = {}
         self.latest: dict[int, str] = {}  # conn -> the client_list not yet written
+        self.busy: set[int] = set()  # writers in the middle of a send
         self.lists_due: asyncio.TimerHandle | None = None
 
     def _now(self) -> float:
@@ -80,24 +83,33 @@ class OlafServer:
     # -- effects ------------------------------------------------------------------
 
     def apply(self, effects: list[Effect]) -> None:
+        """Carry out effects in order. A frame for an idle connection (nothing queued,
+        its writer not sending, its socket buffer small) is written at once, with
+        websockets.broadcast for a run of the same frame (a fan-out); any other
+        goes through that connection's bounded queue and its writer."""
+        batch: list[Socket] = []
+        batch_text = ""
         for effect in effects:
             if isinstance(effect, Send):
-                queue = self.queues.get(effect.conn)
-                if queue is None:
+                socket = self.sockets.get(effect.conn)
+                if socket is None:
                     continue
-                if effect.latest:
-                    marked = effect.conn in self.latest
-                    self.latest[effect.conn] = effect.text
-                    if marked:
-                        continue  # its marker is already queued: the newer list goes then
-                try:
-                    queue.put_nowait(LATEST if effect.latest else effect.text)
-                except asyncio.QueueFull:
-                    log.warning(
-                        "#%d: %d frames waiting; closing it (1013)", effect.conn, queue.qsize()
-                    )
-                    self._close(effect.conn, 1013, "too many frames waiting")
-            elif isinstance(effect, Close):
+                if not effect.latest and self._idle(effect.conn, socket):
+                    if batch and effect.text is not batch_text:
+                        broadcast(batch, batch_text)
+                        batch = []
+                    batch.append(socket)
+                    batch_text = effect.text
+                    continue
+                if batch:
+                    broadcast(batch, batch_text)
+                    batch = []
+                self._enqueue(effect)
+                continue
+            if batch:
+                broadcast(batch, batch_text)
+                batch = []
+            if isinstance(effect, Close):
                 self._close(effect.conn, effect.code, effect.reason)
             elif isinstance(effect, Reconnect):
                 if effect.address in self.wake:
@@ -107,6 +119,27 @@ class OlafServer:
             elif isinstance(effect, ListChanged) and self.lists_due is None:
                 loop = asyncio.get_running_loop()
                 self.lists_due = loop.call_later(self.config.list_delay, self._push_lists)
+        if batch:
+            broadcast(batch, batch_text)
+
+    def _idle(self, conn: int, socket: Socket) -> bool:
+        queue = self.queues[conn]
+        if not queue.empty() or conn in self.busy or socket.state is not State.OPEN:
+            return False
+        return socket.transport.get_write_buffer_size() < DIRECT_LIMIT
+
+    def _enqueue(self, effect: Send) -> None:
+        queue = self.queues[effect.conn]
+        if effect.latest:
+            marked = effect.conn in self.latest
+            self.latest[effect.conn] = effect.text
+            if marked:
+                return  # its marker is already queued: the newer list goes then
+        try:
+            queue.put_nowait(LATEST if effect.latest else effect.text)
+        except asyncio.QueueFull:
+            log.warning("#%d: %d frames waiting; closing it (1013)", effect.conn, queue.qsize())
+            self._close(effect.conn, 1013, "too many frames waiting")
 
     def _push_lists(self) -> None:
         """Every change within list_delay makes one client_list per client."""
@@ -124,9 +157,13 @@ class OlafServer:
     async def _write(self, conn: int, socket: Socket, queue: asyncio.Queue[Item]) -> None:
         try:
             while (text := await queue.get()) is not None:
+                self.busy.add(conn)
                 await socket.send(self.latest.pop(conn) if isinstance(text, _Latest) else text)
+                self.busy.discard(conn)
         except ConnectionClosed:
             pass  # the reader sees the close and cleans up
+        finally:
+            self.busy.discard(conn)
 
     async def _serve_connection(self, socket: Socket, neighbour: str | None = None) -> None:
         """The one place that catches per connection: dropped frames are the core's
