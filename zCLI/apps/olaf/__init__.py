@@ -47,6 +47,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         const=True,
         help="send signed data as a JSON string (v1.2) instead of an object",
     )
+    server.add_argument(
+        "--http-port", dest="http_port", type=int, help="the upload API's port (0: any)"
+    )
+    server.add_argument("--max-upload", dest="max_upload", type=int, help="bytes in an upload")
+    server.add_argument("--upload-dir", dest="upload_dir", help="where uploads are kept")
     server.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG")
     client = roles.add_parser("client", help="run the OLAF terminal client")
     client.add_argument("address", metavar="HOST:PORT", help="the server (ws:// optional)")
@@ -71,5 +76,6 @@ PLUGIN = Plugin(
         "zCLI.apps.olaf.tests.olaf_core_Test",
         "zCLI.apps.olaf.tests.olaf_plan000_Test",
         "zCLI.apps.olaf.tests.olaf_hostile_Test",
+        "zCLI.apps.olaf.tests.olaf_upload_Test",
     ],
 )

@@ -16,6 +16,9 @@ YAML keys (all optional but ``key``)::
     retry_max: 30            # seconds between tries to a neighbour, at most
     list_delay: 0.05         # seconds client list changes gather before one push
     data_as_string: false    # send signed data as a JSON string (v1.2) not an object
+    http_port: -1            # POST /api/upload, GET /files/NAME; -1: off, 0: any port
+    max_upload: 10485760     # bytes in an upload; larger: 413
+    upload_dir: ""           # where uploads go (default: NAME-uploads beside the key)
 
 Command-line options override the file.
 """
@@ -50,6 +53,9 @@ class ServerConfig:
     retry_max: float = 30.0
     list_delay: float = 0.05
     data_as_string: bool = False
+    http_port: int = -1  # the upload API; -1: off, 0: any free port
+    max_upload: int = 10 * 1024 * 1024
+    upload_dir: str = ""  # empty: NAME-uploads beside the key
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ServerConfig:
@@ -97,7 +103,9 @@ class ServerConfig:
         return config
 
     def check(self, where: str) -> None:
-        for name in ("max_frame", "max_clients", "queue"):
+        if not -1 <= self.http_port <= 65535:
+            raise ConfigError(f"{where}: http_port {self.http_port} is not a TCP port (or -1).")
+        for name in ("max_frame", "max_clients", "queue", "max_upload"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{where}: {name} must be at least 1.")
         if not 0 <= self.port <= 65535:

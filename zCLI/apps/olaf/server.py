@@ -16,6 +16,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -39,6 +40,7 @@ from .core import (
 )
 from .exceptions import ConfigError, CryptoError
 from .messages import normalise_address
+from .uploads import UploadStore, serve_uploads
 
 __all__ = ["OlafServer", "main"]
 
@@ -261,11 +263,26 @@ class OlafServer:
                 f"public key {crypto.public_path(config.key)}",
                 flush=True,
             )
+            if config.http_port >= 0:
+                await self._start_uploads(address)
             async with asyncio.TaskGroup() as links:
                 for neighbour in self.neighbours:
                     self.wake[normalise_address(neighbour.address)] = asyncio.Event()
                     links.create_task(self._keep_linked(neighbour.address))
                 await server.serve_forever()
+
+    async def _start_uploads(self, address: str) -> None:
+        config = self.config
+        folder = Path(config.upload_dir) if config.upload_dir else None
+        if folder is None:
+            stem = config.key.name.removesuffix(".pem")
+            folder = config.key.with_name(f"{stem}-uploads")
+        host = normalise_address(address).rsplit(":", 1)[0]
+        store = UploadStore(folder, "", config.max_upload)
+        http = await serve_uploads(store, config.host, config.http_port)
+        port = http.sockets[0].getsockname()[1]
+        store.base_url = f"http://{host}:{port}"
+        print(f"olaf uploads on http://{config.host}:{port}/api/upload", flush=True)
 
 
 def main(args: Any) -> int:
