@@ -155,6 +155,7 @@ class ServerCore:
         self.remote: dict[str, tuple[str, ...]] = {}  # neighbour -> its clients' PEMs
         self.seen: collections.OrderedDict[tuple[str, int], None] = collections.OrderedDict()
         self.counter = 0
+        self.forms: dict[str, frozenset[str]] = {}  # PEM -> its fingerprint forms
         self.handlers: dict[type, Callable[[Connection, Any, str], list[Effect]]] = {
             Signed: self._signed,
             ClientListRequest: self._client_list_request,
@@ -315,6 +316,34 @@ class ServerCore:
         connection.counters[signer] = envelope.counter
         return form
 
+    def _forms(self, pem: str) -> frozenset[str]:
+        """The fingerprints of a PEM in every form peers use, computed once."""
+        forms = self.forms.get(pem)
+        if forms is None:
+            if len(self.forms) > 4 * self.limits.max_clients + 1024:
+                self.forms.clear()  # a bound, not an eviction policy: recomputed on use
+            forms = self.forms[pem] = frozenset(crypto.fingerprint_forms(pem))
+        return forms
+
+    def _check_relayed(self, connection: Connection, envelope: Signed, sender: str) -> list[Effect]:
+        """A relayed public_chat from a sender in a neighbour's client list must verify
+        with that sender's key; an unknown sender is relayed with a DEBUG line (the
+        clients verify it)."""
+        pem = next(
+            (pem for pems in self.remote.values() for pem in pems if sender in self._forms(pem)),
+            None,
+        )
+        if pem is None:
+            note = f"{connection.label()}: relayed a public_chat from unlisted sender {sender!r}"
+            return [Log(logging.DEBUG, note)]
+        try:
+            key = crypto.load_public_key(pem)
+        except CryptoError:
+            return []
+        if crypto.verify(key, envelope.data, envelope.counter, envelope.signature) is None:
+            raise BadSignature("a relayed public_chat does not verify with its sender's key.")
+        return []
+
     def _neighbour_by_key(self, envelope: Signed) -> str | None:
         for address, neighbour in self.neighbours.items():
             data, counter, signature = envelope.data, envelope.counter, envelope.signature
@@ -455,7 +484,7 @@ class ServerCore:
         if connection.role is Role.CLIENT:
             assert connection.key is not None
             self._check_signature(connection, connection.key, envelope, "client")
-            if public.sender not in crypto.fingerprint_forms(connection.pem):
+            if public.sender not in self._forms(connection.pem):
                 effects.append(
                     Log(
                         logging.WARNING,
@@ -466,8 +495,10 @@ class ServerCore:
             self._first_copy(envelope)
             came_from = ""
         elif connection.role is Role.NEIGHBOUR:
-            if not self._first_copy(envelope):
+            if (envelope.signature, envelope.counter) in self.seen:
                 raise NotAllowed("a copy of a public_chat already relayed.")
+            effects += self._check_relayed(connection, envelope, public.sender)
+            self._first_copy(envelope)
             came_from = connection.address
         else:
             raise NotAllowed("public_chat before hello.")

@@ -217,6 +217,17 @@ class TestRelay(CoreTestCase):
         self.assertDropped(self.feed(10, frame), "a copy of a public_chat already relayed")
         self.assertDropped(self.feed(20, frame), "a copy of a public_chat already relayed")
 
+    def test_relayed_public_chat_from_a_listed_sender_must_verify(self) -> None:
+        """From B, a public_chat whose sender is in B's client list is checked with
+        that key: forged, it is dropped; genuine, it is relayed."""
+        self.feed(11, json.dumps({"type": "client_update", "clients": [CAROL.pem]}))
+        forged = signed(BOB, PublicChat(CAROL.fingerprint, "not carol"), counter=3)
+        self.assertDropped(self.feed(11, forged), "a relayed public_chat does not verify")
+        genuine = signed(CAROL, PublicChat(CAROL.fingerprint, "carol"), counter=4)
+        self.assertEqual(
+            self.feed(11, genuine), [Send(1, genuine), Send(2, genuine), Send(20, genuine)]
+        )
+
     def test_public_chat_in_string_data_form_relayed_unchanged(self) -> None:
         """v1.2 string data is verified and relayed byte for byte."""
         frame = signed(ALICE, PublicChat(ALICE.fingerprint, "v1.2"), counter=2, as_string=True)
