@@ -24,6 +24,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from . import crypto
+from .effects import Close, Effect, ListChanged, Log, Reconnect, Send
 from .exceptions import (
     BadSignature,
     CryptoError,
@@ -58,40 +59,6 @@ __all__ = [
     "Send",
     "ServerCore",
 ]
-
-
-@dataclass(frozen=True)
-class Send:
-    conn: int
-    text: str
-    latest: bool = False  # a client_list: replaces one not yet written to that connection
-
-
-@dataclass(frozen=True)
-class ListChanged:
-    """The client list changed: the adapter calls ``client_list_pushes`` soon, once
-    for any number of changes (1,000 clients joining must not push 1,000 lists)."""
-
-
-@dataclass(frozen=True)
-class Close:
-    conn: int
-    code: int
-    reason: str
-
-
-@dataclass(frozen=True)
-class Reconnect:
-    address: str  # normalised
-
-
-@dataclass(frozen=True)
-class Log:
-    level: int
-    text: str
-
-
-Effect = Send | Close | Reconnect | Log | ListChanged
 
 
 class Role(Enum):
