@@ -33,6 +33,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     server.add_argument("--max-frame", dest="max_frame", type=int, help="bytes in a frame")
     server.add_argument("--max-clients", dest="max_clients", type=int, help="clients at once")
     server.add_argument("--max-neighbours", dest="max_neighbours", type=int)
+    server.add_argument(
+        "--max-pending", dest="max_pending", type=int, help="connections not yet past hello"
+    )
+    server.add_argument(
+        "--hello-timeout", dest="hello_timeout", type=float, help="seconds to say hello"
+    )
     server.add_argument("--rate", type=float, help="messages per second per client (0: no limit)")
     server.add_argument("--neighbour-rate", dest="neighbour_rate", type=float)
     server.add_argument("--queue", type=int, help="frames waiting per connection")

@@ -11,6 +11,8 @@ YAML keys (all optional but ``key``)::
     max_frame: 262144        # bytes; larger frames are dropped (4x closes with 1009)
     max_clients: 1000
     max_neighbours: 64
+    max_pending: 64          # connections not yet past hello; beyond, closed with 1013
+    hello_timeout: 30        # seconds to say hello; then closed with 1008
     rate: 50                 # messages per second per client
     queue: 1024              # frames waiting per connection before it is closed
     retry_max: 30            # seconds between tries to a neighbour, at most
@@ -47,6 +49,8 @@ class ServerConfig:
     max_frame: int = 256 * 1024
     max_clients: int = 1000
     max_neighbours: int = 64
+    max_pending: int = 64
+    hello_timeout: float = 30.0
     rate: float = 50.0
     neighbour_rate: float = 0.0
     queue: int = 1024
@@ -105,7 +109,7 @@ class ServerConfig:
     def check(self, where: str) -> None:
         if not -1 <= self.http_port <= 65535:
             raise ConfigError(f"{where}: http_port {self.http_port} is not a TCP port (or -1).")
-        for name in ("max_frame", "max_clients", "queue", "max_upload"):
+        for name in ("max_frame", "max_clients", "queue", "max_upload", "max_pending"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{where}: {name} must be at least 1.")
         if not 0 <= self.port <= 65535:

@@ -80,6 +80,8 @@ class Limits:
     rate: float = 50.0  # messages per second per client connection (burst: 2 s worth)
     neighbour_rate: float = 0.0  # per neighbour link; 0: unlimited
     seen: int = 65536  # (signature, counter) pairs remembered to drop copies
+    max_pending: int = 64  # connections that have not said hello yet
+    hello_timeout: float = 30.0  # seconds a connection may stay without hello
 
 
 @dataclass
@@ -93,6 +95,7 @@ class Connection:
     counters: dict[str, int] = field(default_factory=dict)  # signer -> last counter
     tokens: float = 0.0
     refilled: float = 0.0
+    opened: float = 0.0
 
     def label(self) -> str:
         if self.role is Role.NEIGHBOUR:
@@ -140,9 +143,22 @@ class ServerCore:
     # -- events -------------------------------------------------------------------
 
     def connected(self, conn: int, now: float) -> list[Effect]:
-        """A connection was accepted; it is PENDING until it says hello."""
-        self.connections[conn] = Connection(conn, tokens=self._burst(), refilled=now)
-        return []
+        """A connection was accepted; it is PENDING until it says hello. Pending ones
+        older than hello_timeout are closed now; beyond max_pending, this one is."""
+        effects: list[Effect] = []
+        pending = [c for c in self.connections.values() if c.role is Role.PENDING]
+        for stale in list(pending):
+            if now - stale.opened > self.limits.hello_timeout:
+                reason = f"no hello within {self.limits.hello_timeout:g} s"
+                effects += [Log(logging.INFO, f"#{stale.id}: closed: {reason}")]
+                effects += [Close(stale.id, 1008, reason)]
+                pending.remove(stale)
+        self.connections[conn] = Connection(conn, tokens=self._burst(), refilled=now, opened=now)
+        if len(pending) >= self.limits.max_pending:
+            reason = f"{len(pending)} connections are waiting to say hello"
+            effects += [Log(logging.WARNING, f"#{conn}: refused: {reason}")]
+            effects += [Close(conn, 1013, reason)]
+        return effects
 
     def linked(self, conn: int, address: str, now: float) -> list[Effect]:
         """We opened ``conn`` to the neighbour ``address``: announce ourselves, ask

@@ -254,6 +254,8 @@ class OlafServer:
                     max_clients=config.max_clients,
                     rate=config.rate,
                     neighbour_rate=config.neighbour_rate,
+                    max_pending=config.max_pending,
+                    hello_timeout=config.hello_timeout,
                 ),
                 data_as_string=config.data_as_string,
             )

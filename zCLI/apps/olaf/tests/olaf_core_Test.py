@@ -144,6 +144,17 @@ class TestMembership(CoreTestCase):
         text = json.dumps(self.core.client_list().to_json())
         self.assertEqual(pushes, [Send(c, text, latest=True) for c in (1, 2, 3)])
 
+    def test_pending_connections_are_bounded(self) -> None:
+        """Beyond max_pending connections without hello the new one is closed with
+        1013; one silent past hello_timeout is closed with 1008 at the next accept."""
+        core = ServerCore(ME, "127.0.0.1:1", limits=Limits(max_pending=2, hello_timeout=5))
+        self.assertEqual(core.connected(1, 0) + core.connected(2, 1), [])
+        refused = [e for e in core.connected(3, 2) if not isinstance(e, Log)]
+        self.assertEqual(refused, [Close(3, 1013, "2 connections are waiting to say hello")])
+        core.closed(3)
+        later = [e for e in core.connected(4, 5.5) if not isinstance(e, Log)]
+        self.assertEqual(later, [Close(1, 1008, "no hello within 5 s")])
+
     def test_full_server_closes_with_1013(self) -> None:
         """A hello beyond max_clients is refused with close code 1013."""
         for conn, who in enumerate((ALICE, BOB, CAROL), start=1):
