@@ -255,6 +255,9 @@ FRAMES: dict[str, Callable[[dict[str, Any]], Frame]] = {
 }
 
 
+UNSIGNED = frozenset(FRAMES) - {"signed_data"}
+
+
 def parse_frame(text: str | bytes) -> Frame:
     """One WebSocket frame as a message; MalformedMessage naming what is wrong."""
     if isinstance(text, bytes):
@@ -266,6 +269,18 @@ def parse_frame(text: str | bytes) -> Frame:
     if not isinstance(obj, dict):
         raise MalformedMessage(f"the frame is a JSON {type(obj).__name__}, not an object.")
     kind = obj.get("type")
+    if kind == "signed_data":
+        # Some peers wrap the unsigned messages too: take them as if sent plain.
+        inner = obj.get("data")
+        if isinstance(inner, str) and inner.lstrip().startswith("{"):
+            try:
+                inner = json.loads(inner)
+            except ValueError:
+                pass
+        plain = inner.get("type") if isinstance(inner, dict) else None
+        if plain in UNSIGNED:
+            assert isinstance(inner, dict)
+            return FRAMES[plain](inner)
     parse = FRAMES.get(kind) if isinstance(kind, str) else None
     if parse is None:
         raise MalformedMessage(f"unknown message type {kind!r}.")

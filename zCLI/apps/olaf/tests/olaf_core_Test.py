@@ -119,6 +119,23 @@ class TestMembership(CoreTestCase):
             reply, Send(5, json.dumps({"type": "client_update", "clients": [ALICE.pem]}))
         )
 
+    def test_unsigned_messages_wrapped_in_signed_data_are_understood(self) -> None:
+        """client_list_request and client_update_request inside signed_data (as some
+        peers send them) get the same replies as plain ones."""
+        self.client(1, ALICE)
+        for wrapped in (
+            {"type": "signed_data", "data": {"type": "client_update_request"}},
+            {"type": "signed_data", "data": '{"type": "client_update_request"}', "counter": 1},
+        ):
+            with self.subTest(wrapped=wrapped):
+                [reply] = self.feed(1, json.dumps(wrapped))
+                self.assertEqual(
+                    json.loads(reply.text), {"type": "client_update", "clients": [ALICE.pem]}
+                )
+        request = {"type": "signed_data", "data": {"type": "client_list_request"}}
+        [reply] = self.feed(1, json.dumps(request))
+        self.assertEqual(json.loads(reply.text)["type"], "client_list")
+
     def test_client_list_includes_neighbours_clients(self) -> None:
         """After a neighbour's client_update, client_list lists its clients under the
         address as configured; when its last link closes they leave the list."""
