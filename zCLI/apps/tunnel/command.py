@@ -30,6 +30,9 @@ def main(args: argparse.Namespace) -> int:
         level=config.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # zcli's own --log-level (WARNING by default) set the root logger: the config's
+    # level is the tunnel's.
+    log.setLevel(config.log_level)
     # websockets logs every frame at DEBUG: ours say what matters about each link.
     logging.getLogger("websockets").setLevel(
         max(logging.INFO, logging.getLevelName(config.log_level))
