@@ -25,6 +25,7 @@ setup(
     extras_require={
         "test": ["playwright>=1.40", "hypothesis>=6", "cryptography>=42"],
         "dev": ["ruff>=0.6", "mypy>=1.10", "types-PyYAML"],
+        "bench": ["picows>=1.6", "uvloop>=0.19"],  # bench/bridge.py's load generator
     },
     entry_points={
         "console_scripts": ["zcli = zCLI.cli:main"],

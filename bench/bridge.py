@@ -1,23 +1,50 @@
-"""zBifrost against a bare websockets server, measured in the same run.
+"""zBifrost against bare WebSocket servers, driven by one independent load generator.
 
-    python bench/bridge.py [--quick] [--repeats N]
+    python bench/bridge.py [--quick] [--repeats N] [--servers a,b] [--seconds S]
 
-Each server runs in its own process; the clients run in this one. Printed per metric:
-the median of the repeats for zBifrost, for the baseline, and their ratio.
+Every server runs in its own process, and so does the load generator (this file with
+``--generate``, one process per run): neither the bench's bookkeeping nor the servers
+share its loop. The generator is a picows client on uvloop when both are installed
+(``pip install zCLI[bench]``), else a client of this file's own: websockets' sans-I/O
+``ClientProtocol`` on an asyncio Protocol, each frame handled as it arrives. Either way
+it spends less CPU per request than any server measured, so the servers set the pace.
 
-- dispatch: ``^Ping`` round trips a second with 1 and 50 clients, against a bare
-  websockets server that parses the JSON and answers the same reply.
-- fan-out: one event to N idle clients, from the trigger until every client has it,
-  against ``websockets.broadcast`` to the same N clients.
-- memory: the server's resident memory per idle connection, against the bare server.
+Servers, each answering ``{"event": "dispatch", "zKey": "^Ping", "_requestId": N}`` with
+``{"result": {"message": "Pong!"}, "_requestId": N}``:
+
+- ``zbifrost``: zBifrost on the standard asyncio loop, a zUI file whose ``^Ping`` says
+  ``Pong!``, limits raised so only its speed is measured;
+- ``bare``: a websockets asyncio server written the fastest way: ``async for`` over the
+  frames, ``json.loads``, and the reply written synchronously through the connection's
+  sans-I/O protocol, as zBifrost writes (no ``await send()``);
+- ``bare-uvloop``: the same on uvloop;
+- ``picows``: a picows server on uvloop, the practical limit of a Python server.
+
+The generator counts only replies equal byte for byte to the expected ``Pong!`` with the
+``_requestId`` it sent, in order per connection; anything else is a mismatch and is
+reported. Load shapes: 1, 10 and 50 clients, each keeping 1 (a strict round trip) or 16
+requests in flight; after a warm-up, a measured window. Per run: replies a second,
+server CPU per reply (user + system of the server process from ``/proc/PID/stat``
+around the window), the generator's own CPU, latency p50/p99 (at one client) and the
+machine's load average at the end of the window.
+
+Memory: a fresh server process; its resident memory (VmRSS) with 1,000 and 5,000 idle
+connections minus with none, per connection; the clients (websockets' asyncio client,
+in the generator's process) offer permessage-deflate or not.
+
+Servers alternate within each repeat, the order rotated every repeat, so drift hits
+each alike; figures are medians of ``--repeats``. CPU per request stays comparable on a
+busy machine when rates do not: read it first.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -29,221 +56,524 @@ from typing import Any
 import websockets
 
 ZUI = "Main:\n  ~Root*: [^Ping]\n  ^Ping: Pong!\n"
-PLUGIN = """
-from zCLI import Plugin
-
-def fanout(ctx, data):
-    return {"sent": ctx.bridge.broadcast({"event": "bench.tick", "n": data["n"]})}
-
-PLUGIN = Plugin("bench", events={"bench.fanout": fanout})
-"""
-
-
-# --- servers (run as child processes) -----------------------------------------------
+SERVERS = ("zbifrost", "bare", "bare-uvloop", "picows")
+SHAPES = ((1, 1), (1, 16), (10, 1), (10, 16), (50, 1), (50, 16))  # (clients, in flight)
+REQUEST = b'{"event": "dispatch", "zKey": "^Ping", "_requestId": %d}'
+REPLY = b'{"result": {"message": "Pong!"}, "_requestId": %d}'
+GREETING = b'{"event": "connection_info"'
+TICK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-async def serve_zbifrost(workspace: str) -> None:
+def log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def cpu_seconds(pid: int | str) -> float:
+    """User + system CPU time of a process (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def rss_bytes(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
+
+
+def have(*modules: str) -> bool:
+    try:
+        for module in modules:
+            __import__(module)
+    except ImportError:
+        return False
+    return True
+
+
+# --- servers (each its own process) -------------------------------------------------------
+
+
+def serve_zbifrost(workspace: str, compression: str) -> None:
     from zCLI import zCLI
 
-    z = zCLI(
-        {
-            "zWorkspace": workspace,
-            "zVaFile": "@.zUI.bench",
-            "websocket": {
-                "port": 0,
-                "require_auth": False,
-                "max_connections": 20000,
-                "rate_limit": 1e9,
-                "rate_burst": 1_000_000,
-            },
+    async def main() -> None:
+        config: dict[str, Any] = {
+            "port": 0,
+            "require_auth": False,
+            "max_connections": 20000,
+            "rate_limit": 1e9,
+            "rate_burst": 1_000_000,
         }
-    )
-    async with z.comm as bridge:
-        print(bridge.port, flush=True)
+        if compression:
+            config["compression"] = compression
+        z = zCLI({"zWorkspace": workspace, "zVaFile": "@.zUI.bench", "websocket": config})
+        async with z.comm as bridge:
+            print(f"listening on {bridge.port}", flush=True)
+            await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+def serve_bare(use_uvloop: bool) -> None:
+    from websockets.asyncio.server import ServerConnection, serve
+
+    async def handler(ws: ServerConnection) -> None:
+        protocol = ws.protocol
+        async for frame in ws:
+            request = json.loads(frame)
+            reply = json.dumps(
+                {"result": {"message": "Pong!"}, "_requestId": request["_requestId"]}
+            )
+            protocol.send_text(reply.encode())  # written now, as zBifrost writes
+            ws.send_data()
+
+    async def main() -> None:
+        async with serve(handler, "127.0.0.1", 0, max_size=2**20) as server:
+            print(f"listening on {next(iter(server.sockets)).getsockname()[1]}", flush=True)
+            await asyncio.Event().wait()
+
+    if use_uvloop:
+        import uvloop
+
+        uvloop.run(main())
+    else:
+        asyncio.run(main())
+
+
+def serve_picows() -> None:
+    import uvloop
+    from picows import WSListener, WSMsgType, ws_create_server
+
+    class Pong(WSListener):  # type: ignore[misc]
+        def on_ws_frame(self, transport: Any, frame: Any) -> None:
+            if frame.msg_type is WSMsgType.TEXT:
+                request = json.loads(frame.get_payload_as_bytes())
+                reply = {"result": {"message": "Pong!"}, "_requestId": request["_requestId"]}
+                transport.send(WSMsgType.TEXT, json.dumps(reply).encode())
+            elif frame.msg_type is WSMsgType.CLOSE:
+                transport.send_close(frame.get_close_code())
+                transport.disconnect()
+
+    async def main() -> None:
+        server = await ws_create_server(lambda request: Pong(), "127.0.0.1", 0)
+        print(f"listening on {server.sockets[0].getsockname()[1]}", flush=True)
         await asyncio.Event().wait()
 
-
-async def serve_bare() -> None:
-    from websockets.asyncio.server import broadcast, serve
-
-    connections: set[Any] = set()
-
-    async def handler(ws: Any) -> None:
-        connections.add(ws)
-        sequence = 0
-        try:
-            async for frame in ws:
-                request = json.loads(frame)
-                if request.get("event") == "bench.fanout":
-                    broadcast(
-                        connections, json.dumps({"event": "bench.tick", "n": request["data"]["n"]})
-                    )
-                    continue
-                await ws.send(json.dumps({"result": {"message": "Pong!"}, "_requestId": sequence}))
-                sequence += 1
-        finally:
-            connections.discard(ws)
-
-    async with serve(handler, "127.0.0.1", 0, max_size=2**20) as server:
-        print(next(iter(server.sockets)).getsockname()[1], flush=True)
-        await asyncio.Event().wait()
+    uvloop.run(main())
 
 
 class Server:
-    def __init__(self, kind: str, workspace: str) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, __file__, f"--serve-{kind}", workspace],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        self.url = f"ws://127.0.0.1:{int(self.process.stdout.readline())}"
+    """A server process; its port comes from the line it prints when it listens."""
 
-    def rss_kib(self) -> int:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        raise RuntimeError("no VmRSS")
+    def __init__(self, kind: str, workspace: str, compression: str = "") -> None:
+        self.kind = kind
+        command = [sys.executable, __file__, "--serve", kind, "--workspace", workspace]
+        if compression:
+            command += ["--compression", compression]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line.startswith("listening on "):
+            self.process.wait()
+            raise RuntimeError(f"{kind} exited before listening ({self.process.returncode})")
+        self.url = f"ws://127.0.0.1:{int(line.split()[-1])}/"
+        self.pid = self.process.pid
 
     def stop(self) -> None:
         self.process.terminate()
-        self.process.wait()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
 
-# --- clients ----------------------------------------------------------------------------
+# --- the load generator (its own process) -------------------------------------------------
 
 
-async def open_clients(url: str, count: int, batch: int = 200) -> list[Any]:
-    clients: list[Any] = []
-    while len(clients) < count:
-        size = min(batch, count - len(clients))
-        opened = await asyncio.gather(
-            *(websockets.connect(url, compression=None, max_size=2**20) for _ in range(size))
+class Counter:
+    """One run's tally, shared by its connections."""
+
+    def __init__(self, latencies: bool) -> None:
+        self.counting = False
+        self.sending = True
+        self.replies = 0  # matching replies inside the window
+        self.mismatched = 0
+        self.outstanding = 0
+        self.keep_latencies = latencies
+        self.latencies: list[float] = []
+        self.drained = asyncio.Event()
+
+
+class Stream:
+    """What one connection sends and expects: ids in order, ``depth`` in flight. The
+    transport-specific client calls ``received`` with each text frame's payload and
+    gives ``write`` (one frame's payload)."""
+
+    def __init__(self, counter: Counter) -> None:
+        self.counter = counter
+        self.next_id = 0
+        self.expected = 0
+        self.sent_at: collections.deque[float] = collections.deque()
+        self.greeted = asyncio.get_running_loop().create_future()
+
+    def write(self, payload: bytes) -> None:
+        raise NotImplementedError
+
+    def start(self, depth: int) -> None:
+        for _ in range(depth):
+            self._send_one()
+
+    def _send_one(self) -> None:
+        counter = self.counter
+        counter.outstanding += 1
+        if counter.keep_latencies:
+            self.sent_at.append(time.perf_counter())
+        self.write(REQUEST % self.next_id)
+        self.next_id += 1
+
+    def received(self, payload: bytes) -> None:
+        counter = self.counter
+        if payload == REPLY % self.expected:
+            self.expected += 1
+            counter.outstanding -= 1
+            if counter.counting:
+                counter.replies += 1
+                if counter.keep_latencies:
+                    counter.latencies.append(time.perf_counter() - self.sent_at[0])
+            if counter.keep_latencies:
+                self.sent_at.popleft()
+            if counter.sending:
+                self._send_one()
+            elif counter.outstanding == 0:
+                counter.drained.set()
+        elif payload.startswith(GREETING):
+            if not self.greeted.done():
+                self.greeted.set_result(None)
+        else:
+            counter.mismatched += 1
+            if counter.mismatched <= 3:
+                log(f"  mismatched reply (expected id {self.expected}): {payload[:120]!r}")
+
+
+async def open_picows(url: str, counter: Counter) -> tuple[Stream, Any]:
+    from picows import WSCloseCode, WSListener, WSMsgType, ws_connect
+
+    class PicowsStream(Stream, WSListener):  # type: ignore[misc]
+        transport: Any
+
+        def on_ws_connected(self, transport: Any) -> None:
+            self.transport = transport
+
+        def on_ws_frame(self, transport: Any, frame: Any) -> None:
+            if frame.msg_type is WSMsgType.TEXT:
+                self.received(frame.get_payload_as_bytes())
+
+        def write(self, payload: bytes) -> None:
+            self.transport.send(WSMsgType.TEXT, payload)
+
+    transport, stream = await ws_connect(lambda: PicowsStream(counter), url)
+
+    def close() -> None:
+        transport.send_close(WSCloseCode.OK)
+        transport.disconnect()
+
+    return stream, close
+
+
+async def open_sansio(url: str, counter: Counter) -> tuple[Stream, Any]:
+    from websockets.client import ClientProtocol
+    from websockets.frames import Frame, Opcode
+    from websockets.uri import parse_uri
+
+    class SansIOStream(Stream, asyncio.Protocol):
+        transport: asyncio.Transport
+
+        def __init__(self) -> None:
+            super().__init__(counter)
+            self.protocol = ClientProtocol(parse_uri(url), max_size=2**20)
+            self.opened = asyncio.get_running_loop().create_future()
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            assert isinstance(transport, asyncio.Transport)
+            self.transport = transport
+            self.protocol.send_request(self.protocol.connect())
+            self._flush()
+
+        def data_received(self, data: bytes) -> None:
+            self.protocol.receive_data(data)
+            for event in self.protocol.events_received():
+                if isinstance(event, Frame):
+                    if event.opcode is Opcode.TEXT:
+                        self.received(bytes(event.data))
+                elif not self.opened.done():
+                    self.opened.set_result(self.protocol.handshake_exc)
+            self._flush()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if not self.opened.done():
+                self.opened.set_result(exc or ConnectionError("closed in the handshake"))
+
+        def write(self, payload: bytes) -> None:
+            self.protocol.send_text(payload)
+            self._flush()
+
+        def _flush(self) -> None:
+            for chunk in self.protocol.data_to_send():
+                if chunk:
+                    self.transport.write(chunk)
+
+    host, port = url.split("//")[1].rstrip("/").split(":")
+    loop = asyncio.get_running_loop()
+    _transport, stream = await loop.create_connection(SansIOStream, host, int(port))
+    error = await stream.opened
+    if error is not None:
+        raise error
+    return stream, stream.transport.abort
+
+
+def percentile(ordered: list[float], q: float) -> float:
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+async def load_run(target: dict[str, Any], clients: int, depth: int, timing: dict[str, float],
+                   client_kind: str) -> dict[str, Any]:  # fmt: skip
+    """``clients`` connections, each keeping ``depth`` requests in flight."""
+    counter = Counter(latencies=clients == 1)
+    opener = open_picows if client_kind == "picows" else open_sansio
+    opened = await asyncio.gather(*(opener(target["url"], counter) for _ in range(clients)))
+    streams = [stream for stream, _close in opened]
+    if target["greets"]:
+        await asyncio.wait_for(asyncio.gather(*(s.greeted for s in streams)), 10)
+    for stream in streams:
+        stream.start(depth)
+    await asyncio.sleep(timing["warm"])  # a clock: the warm-up's end
+    pid = target["pid"]
+    cpu0, own0, t0 = cpu_seconds(pid), cpu_seconds("self"), time.perf_counter()
+    counter.counting = True
+    await asyncio.sleep(timing["seconds"])  # a clock: the window's end
+    counter.counting = False
+    cpu1, own1, t1 = cpu_seconds(pid), cpu_seconds("self"), time.perf_counter()
+    load = os.getloadavg()[0]
+    counter.sending = False
+    if counter.outstanding:
+        try:
+            await asyncio.wait_for(counter.drained.wait(), 10)
+        except TimeoutError:
+            log(f"  {counter.outstanding} requests never answered")
+    for _stream, close in opened:
+        close()
+    ordered = sorted(counter.latencies)
+    replies = counter.replies
+    return {
+        "rate": replies / (t1 - t0),
+        "cpu_us": 1e6 * (cpu1 - cpu0) / replies if replies else float("inf"),
+        "server_cpu_pct": 100 * (cpu1 - cpu0) / (t1 - t0),
+        "generator_cpu_pct": 100 * (own1 - own0) / (t1 - t0),
+        "p50_ms": percentile(ordered, 0.50) * 1000,
+        "p99_ms": percentile(ordered, 0.99) * 1000,
+        "mismatched": counter.mismatched,
+        "load": load,
+    }
+
+
+async def memory_run(target: dict[str, Any], count: int, deflate: bool) -> dict[str, Any]:
+    """Resident memory per idle connection: ``count`` connections opened and held."""
+    from websockets.asyncio.client import connect
+
+    pid = target["pid"]
+    before = rss_bytes(pid)
+    sockets: list[Any] = []
+    compression = "deflate" if deflate else None
+    while len(sockets) < count:
+        batch = min(250, count - len(sockets))
+        sockets += await asyncio.gather(
+            *(connect(target["url"], compression=compression) for _ in range(batch))
         )
-        clients.extend(opened)
-    await asyncio.gather(*(skip_greeting(ws) for ws in clients))
-    return clients
-
-
-async def skip_greeting(ws: Any) -> None:
-    """zBifrost greets with connection_info; the bare server says nothing first."""
-    try:
-        first = await asyncio.wait_for(ws.recv(), 0.05)
-    except TimeoutError:
-        return
-    assert json.loads(first)["event"] == "connection_info"
-
-
-async def close_all(clients: list[Any]) -> None:
-    await asyncio.gather(*(ws.close() for ws in clients), return_exceptions=True)
-
-
-async def dispatch_rate(url: str, clients: int, seconds: float) -> float:
-    sockets = await open_clients(url, clients)
-    frame = json.dumps({"event": "dispatch", "zKey": "^Ping"})
-    deadline = time.perf_counter() + seconds
-    counts = [0] * clients
-
-    async def loop(index: int, ws: Any) -> None:
-        while time.perf_counter() < deadline:
-            await ws.send(frame)
-            reply = json.loads(await ws.recv())
-            assert reply["result"] == {"message": "Pong!"}, reply
-            counts[index] += 1
-
-    started = time.perf_counter()
-    await asyncio.gather(*(loop(i, ws) for i, ws in enumerate(sockets)))
-    elapsed = time.perf_counter() - started
-    await close_all(sockets)
-    return sum(counts) / elapsed
-
-
-async def fanout_seconds(url: str, clients: int, rounds: int) -> float:
-    sockets = await open_clients(url, clients)
-    trigger = sockets[0]
-    times = []
-    for n in range(rounds):
-        started = time.perf_counter()
-        await trigger.send(json.dumps({"event": "bench.fanout", "data": {"n": n}}))
-
-        async def tick(ws: Any, n: int = n) -> None:
-            while True:
-                message = json.loads(await ws.recv())
-                if message.get("event") == "bench.tick" and message["n"] == n:
-                    return
-
-        await asyncio.gather(*(tick(ws) for ws in sockets))
-        times.append(time.perf_counter() - started)
-    await close_all(sockets)
-    return statistics.median(times)
-
-
-async def memory_per_connection(server: Server, clients: int) -> float:
-    before = server.rss_kib()
-    sockets = await open_clients(server.url, clients)
+    if target["greets"]:
+        for ws in sockets:
+            assert (await ws.recv()).startswith(GREETING.decode())
+    negotiated = sum(1 for ws in sockets if ws.protocol.extensions)
     await asyncio.sleep(0.5)  # a measurement pause, not synchronisation: let RSS settle
-    after = server.rss_kib()
-    await close_all(sockets)
-    return (after - before) * 1024 / clients
+    after = rss_bytes(pid)
+    load = os.getloadavg()[0]
+    await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+    return {"bytes": (after - before) / count, "deflated": negotiated, "load": load}
+
+
+def generate(config: dict[str, Any]) -> dict[str, Any]:
+    client = config["client"]
+
+    async def main() -> dict[str, Any]:
+        if config["what"] == "memory":
+            return await memory_run(config["target"], config["count"], config["deflate"])
+        return await load_run(
+            config["target"], config["clients"], config["depth"], config["timing"], client
+        )
+
+    if client == "picows":
+        import uvloop
+
+        return uvloop.run(main())  # type: ignore[no-any-return]
+    return asyncio.run(main())
+
+
+def run_generator(config: dict[str, Any]) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, __file__, "--generate"],
+        input=json.dumps(config),
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
 # --- the run ------------------------------------------------------------------------------
 
 
-def measure(kind: str, workspace: str, what: str, *args: Any) -> float:
-    server = Server(kind, workspace)
-    try:
-        if what == "memory":
-            return asyncio.run(memory_per_connection(server, *args))
-        return asyncio.run(globals()[what](server.url, *args))
-    finally:
-        server.stop()
+def target_of(server: Server) -> dict[str, Any]:
+    return {"url": server.url, "pid": server.pid, "greets": server.kind == "zbifrost"}
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true", help="fewer, shorter runs")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--serve-zbifrost", metavar="WORKSPACE")
-    parser.add_argument("--serve-bare", metavar="WORKSPACE")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="short runs, 1 repeat, 500 conns")
+    parser.add_argument("--repeats", type=int, help="repeats of each measurement (3; quick 1)")
+    parser.add_argument("--seconds", type=float, help="measured seconds per run (3; quick 1)")
+    parser.add_argument("--servers", help=f"comma-separated, of {','.join(SERVERS)}")
+    parser.add_argument("--client", choices=("picows", "sansio"), help="the generator's client")
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory runs")
+    parser.add_argument("--zbifrost-compression", default="", help="websocket.compression")
+    parser.add_argument("--serve", choices=SERVERS, help=argparse.SUPPRESS)
+    parser.add_argument("--workspace", help=argparse.SUPPRESS)
+    parser.add_argument("--compression", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--generate", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve_zbifrost:
-        asyncio.run(serve_zbifrost(args.serve_zbifrost))
-        return
-    if args.serve_bare:
-        asyncio.run(serve_bare())
+    if args.serve == "zbifrost":
+        return serve_zbifrost(args.workspace, args.compression)
+    if args.serve in ("bare", "bare-uvloop"):
+        return serve_bare(args.serve == "bare-uvloop")
+    if args.serve == "picows":
+        return serve_picows()
+    if args.generate:
+        print(json.dumps(generate(json.loads(sys.stdin.read()))), flush=True)
         return
 
-    seconds = 1.0 if args.quick else 3.0
-    big = 2_000 if args.quick else 10_000
-    cases = [
-        ("dispatch, 1 client (round trips/s)", "dispatch_rate", (1, seconds), True),
-        ("dispatch, 50 clients (round trips/s)", "dispatch_rate", (50, seconds), True),
-        ("fan-out to 1,000 clients (ms)", "fanout_seconds", (1_000, 5), False),
-        (f"fan-out to {big:,} clients (ms)", "fanout_seconds", (big, 3), False),
-        ("memory per idle connection (bytes)", "memory", (1_000,), False),
-    ]
-    with tempfile.TemporaryDirectory() as workspace:
+    quick = args.quick
+    repeats = args.repeats or (1 if quick else 3)
+    timing = {"warm": 0.5 if quick else 1.0, "seconds": args.seconds or (1.0 if quick else 3.0)}
+    counts = (500,) if quick else (1_000, 5_000)
+    fast = have("uvloop", "picows")
+    client = args.client or ("picows" if fast else "sansio")
+    wanted = args.servers.split(",") if args.servers else list(SERVERS)
+    servers = [s for s in wanted if fast or s in ("zbifrost", "bare")]
+    if servers != wanted:
+        log(f"uvloop or picows missing: measuring {', '.join(servers)} only")
+    started = time.perf_counter()
+    log(f"bridge bench: client {client}, load average {os.getloadavg()[0]:.2f}")
+    load_results: dict[tuple[str, int, int], list[dict[str, Any]]] = collections.defaultdict(list)
+    memory_results: dict[tuple[str, int, bool], list[dict[str, Any]]] = collections.defaultdict(
+        list
+    )
+    with tempfile.TemporaryDirectory(prefix="bridge-bench-") as workspace:
         Path(workspace, "zUI.bench.yaml").write_text(ZUI)
-        Path(workspace, "plugins").mkdir()
-        Path(workspace, "plugins", "bench.py").write_text(PLUGIN)
-        print(
-            f"{'metric':42} {'zBifrost':>12} {'baseline':>12} {'ratio':>7}  "
-            f"(median of {args.repeats}; ratio >= 1 is zBifrost ahead)"
-        )
-        for label, what, params, higher_is_better in cases:
-            ours, base = [], []
-            for _ in range(args.repeats):  # alternate, so drift hits both alike
-                ours.append(measure("zbifrost", workspace, what, *params))
-                base.append(measure("bare", workspace, what, *params))
-            mine, theirs = statistics.median(ours), statistics.median(base)
-            ratio = mine / theirs if higher_is_better else theirs / mine
-            scale = 1000 if what == "fanout_seconds" else 1
-            print(
-                f"{label:42} {mine * scale:12.1f} {theirs * scale:12.1f} {ratio:7.2f}", flush=True
-            )
+        for repeat in range(repeats):
+            order = servers[repeat % len(servers) :] + servers[: repeat % len(servers)]
+            running = {kind: Server(kind, workspace, args.zbifrost_compression) for kind in order}
+            try:
+                for clients, depth in SHAPES:
+                    for kind in order:
+                        config = {"what": "load", "client": client, "clients": clients,
+                                  "depth": depth, "timing": timing,
+                                  "target": target_of(running[kind])}  # fmt: skip
+                        result = run_generator(config)
+                        load_results[kind, clients, depth].append(result)
+                        log(
+                            f"  {repeat + 1}/{repeats} {kind:12} {clients:2} x {depth:2}: "
+                            f"{result['rate']:8,.0f}/s, {result['cpu_us']:5.1f} us CPU/req, "
+                            f"server {result['server_cpu_pct']:3.0f}%, generator "
+                            f"{result['generator_cpu_pct']:3.0f}%, load {result['load']:.2f}"
+                            + (
+                                f", MISMATCHED {result['mismatched']}"
+                                if result["mismatched"]
+                                else ""
+                            )
+                        )
+            finally:
+                for server in running.values():
+                    server.stop()
+            if args.no_memory:
+                continue
+            for count in counts:
+                for deflate in (False, True):
+                    for kind in order:
+                        server = Server(kind, workspace, args.zbifrost_compression)
+                        try:
+                            config = {"what": "memory", "client": client, "count": count,
+                                      "deflate": deflate, "target": target_of(server)}  # fmt: skip
+                            result = run_generator(config)
+                        finally:
+                            server.stop()
+                        memory_results[kind, count, deflate].append(result)
+                        log(
+                            f"  {repeat + 1}/{repeats} {kind:12} memory {count:,} "
+                            f"{'deflate offered' if deflate else 'no deflate':15}: "
+                            f"{result['bytes']:8,.0f} B/conn ({result['deflated']:,} deflated), "
+                            f"load {result['load']:.2f}"
+                        )
+    report(servers, load_results, memory_results, repeats, counts)
+    print(
+        f"client {client}; {os.cpu_count()} cores; Python {platform.python_version()}, "
+        f"websockets {websockets.__version__}; load average at end {os.getloadavg()[0]:.2f}; "
+        f"run time {time.perf_counter() - started:.0f} s"
+    )
+
+
+def report(servers: list[str], loads: dict[Any, list[dict[str, Any]]],
+           memory: dict[Any, list[dict[str, Any]]], repeats: int,
+           counts: tuple[int, ...]) -> None:  # fmt: skip
+    def cell(results: list[dict[str, Any]], key: str) -> float:
+        return median([r[key] for r in results])
+
+    print()
+    print(f"medians of {repeats}; ratio: zbifrost / bare (CPU per request, lower is better)")
+    header = "".join(f" {kind:>22}" for kind in servers)
+    print(f"{'shape (clients x in flight)':28}{header}   ratio")
+    for clients, depth in SHAPES:
+        cells, rows = [], {}
+        for kind in servers:
+            results = loads[kind, clients, depth]
+            rows[kind] = cell(results, "cpu_us")
+            cells.append(f"{cell(results, 'rate'):9,.0f}/s {rows[kind]:5.1f} us")
+        ratio = rows["zbifrost"] / rows["bare"] if {"zbifrost", "bare"} <= rows.keys() else 0
+        print(f"{f'{clients} x {depth}':28}" + "".join(f" {c:>22}" for c in cells)
+              + f"   {ratio:5.2f}x")  # fmt: skip
+    for depth in (1, 16):
+        latencies = [(cell(loads[k, 1, depth], "p50_ms"), cell(loads[k, 1, depth], "p99_ms"))
+                     for k in servers]  # fmt: skip
+        line = "".join(f" {f'{p50:.3f}/{p99:.3f} ms':>22}" for p50, p99 in latencies)
+        print(f"{f'latency p50/p99, 1 x {depth}':28}{line}")
+    runs_of = {kind: [r for (k, _c, _d), rs in loads.items() if k == kind for r in rs]
+               for kind in servers}  # fmt: skip
+    load_line = "".join(f" {median([r['load'] for r in runs_of[k]]):22.2f}" for k in servers)
+    print(f"{'load average (median)':28}{load_line}")
+    mismatched = sum(r["mismatched"] for rs in loads.values() for r in rs)
+    print(f"mismatched replies in all runs: {mismatched}")
+    if not memory:
+        return
+    print()
+    print(f"{'memory per idle connection':28}" + header + "   ratio")
+    for count in counts:
+        for deflate in (False, True):
+            values = {k: cell(memory[k, count, deflate], "bytes") for k in servers}
+            ratio = values["zbifrost"] / values["bare"] if "bare" in values else 0
+            label = f"{count:,}, {'deflate offered' if deflate else 'no deflate'}"
+            print(f"{label:28}" + "".join(f" {values[k]:20,.0f} B" for k in servers)
+                  + f"   {ratio:5.2f}x")  # fmt: skip
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("PYTHONHASHSEED", "0")
     main()
