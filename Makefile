@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run walk chromium test test-netns lint bench clean
+.PHONY: run walk chromium services test test-netns lint bench clean
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -24,10 +24,17 @@ chromium:  ## Debian's Chromium for the browser tests (Playwright drives it, dow
 	  { echo "The browser tests need Debian's chromium: sudo apt-get install chromium" >&2; \
 	    exit 1; }
 
+services:  ## Debian's redis-server and PostgreSQL for the database tests (run as processes)
+	@{ command -v redis-server >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || \
+	  { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq -o DPkg::Lock::Timeout=300 redis-server postgresql >/dev/null; } || \
+	  { echo "The database tests need Debian's redis-server and postgresql:" \
+	    "sudo apt-get install redis-server postgresql" >&2; exit 1; }
+
 # zCLI's suites and the Level 1 demo's own, two at a time, each test bounded.
 SUITES := --builtin --workspace demos/Level_1_Menu -j 2 --timeout 300
 
-test: $(STAMP) chromium  ## every suite; JUnit XML, report.html and report.json in test-reports/
+test: $(STAMP) chromium services  ## every suite; JUnit XML, report.html and report.json in test-reports/
 	$(BIN)/python -m zTestSuite $(SUITES) --xml test-reports \
 	  --html test-reports/report.html --json test-reports/report.json
 

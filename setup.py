@@ -23,7 +23,15 @@ setup(
         "cryptography>=42",  # zNeighbourhood (OLAF): RSA-PSS, RSA-OAEP, AES-GCM
     ],
     extras_require={
-        "test": ["playwright>=1.40", "hypothesis>=6", "cryptography>=42"],
+        # zChat on PostgreSQL (--db postgresql://...) and the Redis client of issue 12
+        "cluster": ["psycopg[binary]>=3.1", "redis>=5"],
+        "test": [
+            "playwright>=1.40",
+            "hypothesis>=6",
+            "cryptography>=42",
+            "psycopg[binary]>=3.1",
+            "redis>=5",
+        ],
         "dev": ["ruff>=0.6", "mypy>=1.10", "types-PyYAML"],
         "bench": ["picows>=1.6", "uvloop>=0.19"],  # bench/bridge.py's load generator
     },
