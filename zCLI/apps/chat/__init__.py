@@ -31,7 +31,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--password-stdin", action="store_true", help="client: read the password from stdin"
     )
-    parser.add_argument("--db", help="the SQLite file (default: chat.sqlite3 in the state folder)")
+    parser.add_argument(
+        "--db",
+        help="the SQLite file (default: chat.sqlite3 in the state folder), or a "
+        "postgresql://USER@HOST:PORT/DATABASE URL",
+    )
     parser.add_argument("--http-port", type=int, help="the zServer port (default 8080)")
     parser.add_argument("--host", default="127.0.0.1", help="the address to listen on")
     parser.add_argument("--workspace", default=".", help="the app folder (state, users)")
@@ -79,6 +83,9 @@ PLUGIN = Plugin(
         "zCLI.apps.chat.tests.chat_plan002_keepalive_Test",
         "zCLI.apps.chat.tests.chat_plan002_restart_Test",
         "zCLI.apps.chat.tests.chat_plan002_storage_Test",
+        "zCLI.apps.chat.tests.chat_plan002_storage_postgres_Test",
+        "zCLI.apps.chat.tests.chat_plan002_restart_postgres_Test",
+        "zCLI.apps.chat.tests.chat_recovery_postgres_Test",
         "zCLI.apps.chat.tests.chat_plan002_bots_Test",
         "zCLI.apps.chat.tests.chat_fuzz_Test",
     ],

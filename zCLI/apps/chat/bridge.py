@@ -24,7 +24,7 @@ from zCLI import Plugin, RequestError, StorageError
 from . import core as c
 from . import messages as m
 from .bots import Bot, EchoBot, bot_from_environment
-from .storage import UNAVAILABLE, SQLiteStorage
+from .storage import UNAVAILABLE, open_storage
 from .writer import StorageWriter
 
 __all__ = ["PLUGIN", "ChatServer", "Settings"]
@@ -99,8 +99,7 @@ class ChatServer:
         self.bridge = bridge
         self.settings = settings
         state_dir = Path(bridge.zcli.state_dir)  # the workspace's, not the current folder's
-        path = Path(settings.db) if settings.db else state_dir / "chat.sqlite3"
-        self.storage = SQLiteStorage(path)
+        self.storage = open_storage(settings.db, state_dir)
         self.bots = {bot.name: bot for bot in settings.bots}
         self.writer = StorageWriter(self.storage)
         self.core = self._load()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from zCLI import StorageError, zCLI
 
-from .storage import SQLiteStorage
+from .storage import open_storage
 
 __all__ = ["run"]
 
@@ -54,9 +54,8 @@ def run(args: argparse.Namespace) -> int:
         auth["token_ttl"] = args.token_ttl
     spark["auth"] = auth
     z = zCLI(spark)
-    path = Path(args.db) if args.db else Path(z.state_dir) / "chat.sqlite3"
     try:  # a database that cannot be opened stops the start, with its sentence
-        SQLiteStorage(path).close()
+        open_storage(args.db, Path(z.state_dir)).close()
     except StorageError as exc:
         sys.stderr.write(f"zcli chat: error: {exc}\n")
         return 2

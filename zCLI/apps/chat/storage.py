@@ -3,7 +3,8 @@
 The core asks for little: write these changes (store a message, delete ids, add a
 user, save a room, keep a room message, reserve ids) in one transaction; read what is
 stored for everyone, the users, the rooms and their recent messages. ``SQLiteStorage`` is one
-file in WAL mode; a networked store implements the same ``Storage`` protocol. Every
+file in WAL mode; ``PostgresStorage`` (``postgres.py``) implements the same ``Storage``
+protocol on a PostgreSQL server, and ``open_storage`` picks one from ``--db``. Every
 failure is a ``zCLI.StorageError`` whose sentence names the action and the file.
 """
 
@@ -30,7 +31,7 @@ from .core import (
     StoreRoomMessage,
 )
 
-__all__ = ["UNAVAILABLE", "SQLiteStorage", "Storage"]
+__all__ = ["UNAVAILABLE", "SQLiteStorage", "Storage", "action_of", "open_storage"]
 
 UNAVAILABLE = "The chat storage is unavailable; try again later."
 
@@ -102,7 +103,7 @@ class SQLiteStorage:
                 raise StorageError(f"{UNAVAILABLE[:-1]} ({action}: {exc}).") from None
 
     def write(self, changes: Sequence[Change]) -> None:
-        with self._transaction(_action(changes)) as db:
+        with self._transaction(action_of(changes)) as db:
             for change in changes:
                 _WRITERS[type(change)](db, change)
 
@@ -140,7 +141,18 @@ class SQLiteStorage:
             self._db.close()
 
 
-def _action(changes: Sequence[Change]) -> str:
+def open_storage(db: str | None, state_dir: Path) -> Storage:
+    """The storage ``--db`` names: a ``postgresql://`` URL is a PostgreSQL database,
+    anything else a SQLite file (by default ``chat.sqlite3`` in the state folder)."""
+    if db is not None:
+        from .postgres import PostgresStorage, is_postgres_url
+
+        if is_postgres_url(db):
+            return PostgresStorage(db)
+    return SQLiteStorage(Path(db) if db else state_dir / "chat.sqlite3")
+
+
+def action_of(changes: Sequence[Change]) -> str:
     """What a failed write was doing, for its sentence."""
     kinds = {type(change) for change in changes}
     if len(kinds) == 1:

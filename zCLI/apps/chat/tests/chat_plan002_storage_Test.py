@@ -13,35 +13,27 @@ import asyncio
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import ClassVar
 
 from zCLI.apps.chat.tests.plan002 import CHAT, SHORT, Account, ChatClient, ChatTestCase, Sent
 from zTestSuite import requires_network, timeout
 
-__all__ = ["CHAT", "StorageTest"]
+__all__ = ["CHAT", "OutageCase", "StorageTest"]
 
 UNAVAILABLE = "The chat storage is unavailable; try again later."
 LOST = "the chat storage is unavailable: signing everyone out"
 BACK = "the chat storage is back: serving again"
 
 
-@requires_network
-class StorageTest(ChatTestCase):
+class OutageCase(ChatTestCase):
+    """Section 7's steps and asserts, whatever takes the database away (a SQLite lock
+    here, a stopped PostgreSQL server in chat_plan002_storage_postgres); no tests."""
+
     server_per_test = True
-    server_options = ("--ack-timeout", f"{SHORT:g}")
+    server_options: ClassVar[Sequence[str]] = ("--ack-timeout", f"{SHORT:g}")
     server_env = {"ZCHAT_STORAGE_CHECK": f"{timeout(0.05):g}"}
-    own_server_only = "it takes the server's database file away, which needs the server's folder"
-
-    @property
-    def database(self) -> Path:
-        return self.own.folder / "chat.sqlite3"
-
-    def lock(self) -> sqlite3.Connection:
-        """Another process's write transaction on the file, held until rolled back."""
-        holder = sqlite3.connect(self.database, isolation_level=None, timeout=timeout(2))
-        holder.execute("BEGIN IMMEDIATE")
-        self.addCleanup(holder.close)
-        return holder
 
     async def server_says(self, line: str) -> None:
         """The server logged ``line`` (its own record of the outage or the recovery)."""
@@ -70,6 +62,55 @@ class StorageTest(ChatTestCase):
                                                             "data": {"count": 1}})  # fmt: skip
         await self.receive(cid, sent, offline=True)
 
+    async def check_sign_in_refused(
+        self, take_away: Callable[[], Awaitable[None]], give_back: Callable[[], Awaitable[None]]
+    ) -> None:
+        """While the database is away, signing in (token or password) gets the sentence
+        and close 1013, and creating an account gets storage_error; once it is back,
+        the stored message arrives and signing in works again."""
+        ann, cid, sent = await self.stored_for_later()
+        account = self.account_of(ann)
+        await take_away()
+        await self.assertSignedOut(ann)
+        await self.server_says(LOST)
+        for how in ("url", "login"):
+            with self.subTest(how=how):
+                client = await self.connect(how, token=account.token if how == "url" else None)
+                if how == "login":
+                    await client.send({"event": "login", "username": account.name,
+                                       "password": account.password})  # fmt: skip
+                    self.assertEqual((await client.expect("login"))["user"], account.name)
+                self.assertConnectionInfo(await client.expect("connection_info"), account.name)
+                self.assertEqual(
+                    await client.expect_error(),
+                    {"error": UNAVAILABLE, "code": "storage_error", "_requestId": None},
+                )
+                self.assertEqual(await client.wait_closed(), (1013, UNAVAILABLE))
+        fresh = await self.connect("new account")
+        reply = await fresh.request("chat.register", {"username": self.name("dee"),
+                                                      "password": "pw"})  # fmt: skip
+        self.assertError(reply, "storage_error", UNAVAILABLE)
+        await give_back()
+        await self.assertComesBack(cid, sent)
+        again = await self.sign_in(account)
+        self.assertEqual(again.user, account.name)
+
+
+@requires_network
+class StorageTest(OutageCase):
+    own_server_only = "it takes the server's database file away, which needs the server's folder"
+
+    @property
+    def database(self) -> Path:
+        return self.own.folder / "chat.sqlite3"
+
+    def lock(self) -> sqlite3.Connection:
+        """Another process's write transaction on the file, held until rolled back."""
+        holder = sqlite3.connect(self.database, isolation_level=None, timeout=timeout(2))
+        holder.execute("BEGIN IMMEDIATE")
+        self.addCleanup(holder.close)
+        return holder
+
     async def test_7_1_database_unavailable_signs_everyone_out(self) -> None:
         """The database locked by another process: every connected user is closed 1013
         "try again later"; when the lock goes, the stored message is still there."""
@@ -95,32 +136,15 @@ class StorageTest(ChatTestCase):
     async def test_7_3_sign_in_while_unavailable_gets_a_clear_error(self) -> None:
         """While the database is unavailable, signing in (token or password) gets the
         sentence and close 1013, and creating an account gets storage_error."""
-        ann, cid, sent = await self.stored_for_later()
-        account = self.account_of(ann)
-        holder = self.lock()
-        await self.assertSignedOut(ann)
-        await self.server_says(LOST)
-        for how in ("url", "login"):
-            with self.subTest(how=how):
-                client = await self.connect(how, token=account.token if how == "url" else None)
-                if how == "login":
-                    await client.send({"event": "login", "username": account.name,
-                                       "password": account.password})  # fmt: skip
-                    self.assertEqual((await client.expect("login"))["user"], account.name)
-                self.assertConnectionInfo(await client.expect("connection_info"), account.name)
-                self.assertEqual(
-                    await client.expect_error(),
-                    {"error": UNAVAILABLE, "code": "storage_error", "_requestId": None},
-                )
-                self.assertEqual(await client.wait_closed(), (1013, UNAVAILABLE))
-        fresh = await self.connect("new account")
-        reply = await fresh.request("chat.register", {"username": self.name("dee"),
-                                                      "password": "pw"})  # fmt: skip
-        self.assertError(reply, "storage_error", UNAVAILABLE)
-        holder.rollback()
-        await self.assertComesBack(cid, sent)
-        again = await self.sign_in(account)
-        self.assertEqual(again.user, account.name)
+        holders: list[sqlite3.Connection] = []
+
+        async def take_away() -> None:
+            holders.append(self.lock())
+
+        async def give_back() -> None:
+            holders[0].rollback()
+
+        await self.check_sign_in_refused(take_away, give_back)
 
     async def test_a_database_that_cannot_be_opened_stops_the_start(self) -> None:
         """zcli chat -s with a database path that cannot be created exits 2 with the

@@ -24,10 +24,11 @@ RECIPIENTS = ("bea", "cid", "dot")  # bea acks, cid is offline, dot never acks
 WAVE = 30  # messages per sender before it waits for their replies
 
 
-def start_server(folder: Path) -> tuple[ServerProcess, str]:
+def start_server(folder: Path, db: str | None = None) -> tuple[ServerProcess, str]:
+    """``zcli chat -s 0`` in ``folder``; ``db`` is its ``--db`` (default: SQLite there)."""
     server = ServerProcess(
         [sys.executable, "-m", "zCLI", "chat", "-s", "0", "--workspace", str(folder)]
-        + ["--db", str(folder / "chat.sqlite3")],
+        + ["--db", db or str(folder / "chat.sqlite3")],
         cwd=folder,
         env=ENV,
     )
@@ -110,13 +111,15 @@ async def sign_in(url: str, name: str, token: str, acks: bool = True) -> Peer:
 
 @requires_network
 class KillTest(unittest.IsolatedAsyncioTestCase):
+    db: str | None = None  # the server's --db (None: chat.sqlite3 in the test's folder)
+
     async def asyncSetUp(self) -> None:
         folder = tempfile.TemporaryDirectory()
         self.addCleanup(folder.cleanup)
         self.folder = Path(folder.name)
 
     def serve(self) -> str:
-        server, url = start_server(self.folder)
+        server, url = start_server(self.folder, self.db)
         self.addCleanup(server.stop)
         self.server = server
         return url

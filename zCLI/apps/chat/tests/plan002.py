@@ -102,19 +102,27 @@ def _with_token(url: str, token: str) -> str:
 class OwnServer:
     """``zcli chat -s`` as a user runs it, in a temporary folder of its own (database,
     users, signing key) on free ports; ``restart`` starts it again on the same ports and
-    the same folder, as an operator restarts a server its clients know the address of."""
+    the same folder, as an operator restarts a server its clients know the address of.
+    ``db`` is its ``--db``: by default ``chat.sqlite3`` in that folder, or a
+    ``postgresql://`` URL."""
 
-    def __init__(self, options: Sequence[str] = (), env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        options: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        db: str | None = None,
+    ) -> None:
         self._folder = tempfile.TemporaryDirectory(prefix="zchat-plan002-")
         self.folder = Path(self._folder.name)
         self.options = [str(option) for option in options]
         self.env = dict(env or {})
+        self.db = db or str(self.folder / "chat.sqlite3")
         self.process: ServerProcess | None = None
         self.ws_url = self.http_url = ""
 
     def start(self, ws_port: int = 0, http_port: int = 0) -> None:
         command = [sys.executable, "-m", "zCLI", "chat", "-s", str(ws_port)]
-        command += ["--http-port", str(http_port), "--db", str(self.folder / "chat.sqlite3")]
+        command += ["--http-port", str(http_port), "--db", self.db]
         command += ["--workspace", str(self.folder), *self.options]
         self.process = ServerProcess(command, cwd=self.folder, env=self.env)
         try:
@@ -375,6 +383,7 @@ class ChatTestCase(unittest.IsolatedAsyncioTestCase):
     server_env: ClassVar[Mapping[str, str]] = {}
     server_per_test: ClassVar[bool] = False  # a fresh server for each test
     own_server_only: ClassVar[str] = ""  # why this class cannot test a given CHAT server
+    database_url: ClassVar[str | None] = None  # the --db of the server we start (None: SQLite)
     needs_target: ClassVar[Target | None] = None  # what it must know of a given server
     server: ClassVar[OwnServer | None] = None
     ws_url: ClassVar[str] = ""
@@ -401,7 +410,7 @@ class ChatTestCase(unittest.IsolatedAsyncioTestCase):
 
     @classmethod
     def _start_own(cls) -> None:
-        cls.server = OwnServer(cls.server_options, cls.server_env)
+        cls.server = OwnServer(cls.server_options, cls.server_env, cls.database_url)
         try:
             cls.server.start()
         except BaseException:
