@@ -71,6 +71,7 @@ PLUGIN = Plugin(
     commands=[Command("chat", "run the zChat server (-s) or terminal client (-c)", run, configure)],
     suites=[
         "zCLI.apps.chat.tests.chat_core_Test",
+        "zCLI.apps.chat.tests.chat_storage_Test",
         "zCLI.apps.chat.tests.chat_bots_Test",
         "zCLI.apps.chat.tests.chat_terminal_Test",
         "zCLI.apps.chat.tests.chat_plan001_Test",
