@@ -84,6 +84,7 @@ PLUGIN = Plugin(
         "zCLI.apps.chat.tests.chat_plan002_keepalive_Test",
         "zCLI.apps.chat.tests.chat_plan002_restart_Test",
         "zCLI.apps.chat.tests.chat_plan002_storage_Test",
+        "zCLI.apps.chat.tests.chat_plan002_messages_postgres_Test",
         "zCLI.apps.chat.tests.chat_plan002_storage_postgres_Test",
         "zCLI.apps.chat.tests.chat_plan002_restart_postgres_Test",
         "zCLI.apps.chat.tests.chat_recovery_postgres_Test",

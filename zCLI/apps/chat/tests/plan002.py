@@ -244,7 +244,11 @@ class ChatClient:
             frame["data"] = data
         future = asyncio.get_running_loop().create_future()
         self._replies[rid] = future
-        await self.send(frame)
+        try:
+            await self.send(frame)
+        except BaseException:  # closed before it went: nobody will wait for a reply
+            self._replies.pop(rid, None)
+            raise
         try:
             return await asyncio.wait_for(future, timeout(units))
         except TimeoutError:
