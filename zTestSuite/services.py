@@ -122,8 +122,8 @@ class _Service:
     name = "service"
     ready = r"."  # the line that says it accepts connections
 
-    def __init__(self, prefix: str) -> None:
-        self.folder = Path(tempfile.mkdtemp(prefix=prefix))
+    def __init__(self, prefix: str, parent: str | None = None) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
         self.host = "127.0.0.1"
         self.port = 0
         self.process: ServerProcess | None = None
@@ -212,7 +212,7 @@ class PostgresServer(_Service):
     ready = r"database system is ready to accept connections"
 
     def __init__(self) -> None:
-        super().__init__("ztest-pg-")
+        super().__init__("ztest-pg-", _socket_parent())
         binaries = service_binaries("postgresql")
         if None in binaries.values():
             raise RuntimeError(f"requires postgresql: {service_missing('postgresql')}")
@@ -269,6 +269,15 @@ class PostgresServer(_Service):
         self._run([str(self.binaries["createdb"]), "-h", str(self.folder), "-p",
                    str(self.port), "-U", USER, name])  # fmt: skip
         return self.url(name)
+
+
+def _socket_parent() -> str | None:
+    """Where PostgreSQL's folder goes: the temporary folder, unless its path is too long
+    for a Unix socket (107 bytes) or another user cannot reach it (``postgres`` runs as
+    its own user under root); then /tmp."""
+    parent = Path(tempfile.gettempdir())
+    reachable = all(p.stat().st_mode & 0o001 for p in (parent, *parent.parents))
+    return None if reachable and len(str(parent)) <= 40 else "/tmp"
 
 
 def _unprivileged() -> pwd.struct_passwd:
