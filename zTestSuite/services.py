@@ -206,13 +206,16 @@ class PostgresServer(_Service):
     """A PostgreSQL cluster made by ``initdb`` in its folder (superuser ``zcli``, trust
     auth), served by ``postgres`` on a free port of 127.0.0.1 and a Unix socket in the
     folder. ``stop()`` is a fast shutdown (SIGINT: clients are disconnected, nothing
-    committed is lost); ``stop(signal.SIGKILL)`` a crash."""
+    committed is lost); ``stop(signal.SIGKILL)`` a crash. It runs with ``fsync=off``
+    (a killed server still loses nothing committed; a machine crash would) unless
+    ``durable``, which a benchmark comparing it with a synced SQLite file wants."""
 
     name = "postgres"
     ready = r"database system is ready to accept connections"
 
-    def __init__(self) -> None:
+    def __init__(self, durable: bool = False) -> None:
         super().__init__("ztest-pg-", _socket_parent())
+        self.durable = durable
         binaries = service_binaries("postgresql")
         if None in binaries.values():
             raise RuntimeError(f"requires postgresql: {service_missing('postgresql')}")
@@ -248,7 +251,8 @@ class PostgresServer(_Service):
     def command(self) -> list[str]:
         command = [str(self.binaries["postgres"]), "-D", str(self.data), "-p", str(self.port),
                    "-k", str(self.folder), "-c", f"listen_addresses={self.host}",
-                   "-c", "fsync=off", "-c", "logging_collector=off"]  # fmt: skip
+                   "-c", f"fsync={'on' if self.durable else 'off'}",
+                   "-c", "logging_collector=off"]  # fmt: skip
         return self._as_owner(command)
 
     def stop(self, signum: int = signal.SIGINT, units: float = 10) -> int:

@@ -124,6 +124,12 @@ class PostgresServerTest(unittest.TestCase):
                 db.execute("SELECT 1")
         self.server.start()
 
+    def test_fsync_is_off_unless_durable(self) -> None:
+        """A test cluster does not sync (a killed server still keeps what it committed)."""
+        with psycopg.connect(self.server.url()) as db:
+            self.assertEqual(db.execute("SHOW fsync").fetchone(), ("off",))
+        self.assertIn("fsync=off", self.server.command())
+
     def test_a_database_name_must_be_plain(self) -> None:
         """create_database refuses a name that would need quoting."""
         with self.assertRaisesRegex(ValueError, r"^'a b' is not a plain database name\.$"):
