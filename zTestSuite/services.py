@@ -20,6 +20,7 @@ PostgreSQL refuses to run as root: when the tests run as root, the server runs a
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pwd
 import re
@@ -41,6 +42,7 @@ __all__ = [
     "SERVICES",
     "PostgresServer",
     "RedisServer",
+    "client_missing",
     "free_port",
     "requires_service",
     "service_binaries",
@@ -54,6 +56,7 @@ SERVICES: dict[str, tuple[tuple[str, ...], str]] = {
     "redis": (("redis-server",), "redis-server"),
     "postgresql": (("initdb", "postgres", "createdb"), "postgresql"),
 }
+CLIENTS = {"redis": "redis", "postgresql": "psycopg"}  # service -> its Python client
 USER = "zcli"  # PostgreSQL's superuser in the clusters started here (trust auth)
 
 
@@ -101,11 +104,23 @@ def service_missing(
     )
 
 
+def client_missing(service: str) -> str | None:
+    """Why the tests cannot talk to ``service`` from Python (its client package, which
+    the ``test`` and ``cluster`` extras install), or None when they can."""
+    module = CLIENTS[service]
+    if importlib.util.find_spec(module) is None:
+        return f"the Python package {module} is not installed (pip install 'zCLI[test]')"
+    return None
+
+
 def requires_service(service: str) -> Callable[[T], T]:
-    """Skip a test or class (fail it under ZTEST_STRICT=1) without ``service``'s binaries."""
+    """Skip a test or class (fail it under ZTEST_STRICT=1) without ``service``'s binaries
+    or its Python client."""
     if service not in SERVICES:
         raise ValueError(f"There is no service named {service!r}; known: {sorted(SERVICES)}.")
-    return requirement(lambda: service_missing(service), service, strict=True)
+    return requirement(
+        lambda: service_missing(service) or client_missing(service), service, strict=True
+    )
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -11,8 +11,11 @@ import unittest
 from pathlib import Path
 from unittest import mock
 
-import psycopg
-import redis
+try:
+    import psycopg
+    import redis
+except ImportError:  # requires_service skips (or fails under ZTEST_STRICT=1), saying so
+    pass
 
 from zTestSuite import PostgresServer, RedisServer, requires_network, requires_service
 from zTestSuite import services as svc
@@ -184,6 +187,15 @@ class MissingServiceTest(unittest.TestCase):
                     str(failed.exception),
                     f"requires postgresql: {MISSING_PG} (ZTEST_STRICT=1 forbids skipping)",
                 )
+
+    def test_a_missing_client_package_is_named(self) -> None:
+        """Without its Python client a service's tests skip, naming the package."""
+        with mock.patch.object(svc.importlib.util, "find_spec", return_value=None):
+            self.assertEqual(
+                svc.client_missing("postgresql"),
+                "the Python package psycopg is not installed (pip install 'zCLI[test]')",
+            )
+        self.assertIsNone(svc.client_missing("redis"))
 
     def test_an_unknown_service_is_refused_at_decoration(self) -> None:
         """A misspelt service name is an error where the decorator is written."""

@@ -15,7 +15,6 @@ import subprocess
 import sys
 from typing import ClassVar
 
-import psycopg
 import websockets
 
 from zCLI.apps.chat.tests import chat_plan002_storage_Test as section7
@@ -126,6 +125,8 @@ class PostgresOutageTest(section7.OutageCase):
     async def test_schema_is_created_at_start_with_its_version(self) -> None:
         """The chat server created the schema at start, recorded as version 1, once
         however often it starts on the database."""
+        import psycopg  # the test extra's; requires_service has checked it is there
+
         await self.restart()
         with psycopg.connect(self.database_url or "") as db:
             self.assertEqual(db.execute("SELECT version FROM schema_version").fetchall(), [(1,)])
