@@ -10,17 +10,17 @@ what an async pool would, with no second code path in the chat server.
 
 The schema is created, and later versions migrated, when the storage opens: each
 migration runs once, in order, recorded in ``schema_version``, under an advisory lock
-so that two processes starting at once do not both apply it. A lost connection (the
-server stopped or restarted) fails that request with a ``StorageError``; the next call
-connects again, which is how the chat's probe notices the database is back.
+so that two processes starting at once do not both apply it. A connection found
+broken is replaced, once, at once (the writes are idempotent: repeating one is safe);
+when the server does not answer, the request fails with a ``StorageError`` and the next
+call connects again, which is how the chat's probe notices the database is back.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from zCLI import StorageError
@@ -57,6 +57,7 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL);
     """,
 )
+R = TypeVar("R")
 _LOCK_KEY = 0x7A436861  # "zCha": the advisory lock migrations hold
 _SCHEMES = ("postgresql://", "postgres://")
 
@@ -123,17 +124,25 @@ class PostgresStorage:
                 db.execute(MIGRATIONS[version - 1])
                 db.execute("INSERT INTO schema_version VALUES (%s)", (version,))
 
-    @contextmanager
-    def _session(self, action: str) -> Iterator[Any]:
-        """The connection under the lock; any database error becomes the sentence, and
-        the connection is dropped when it is broken, so the next call reconnects."""
+    def _run(self, action: str, work: Callable[[Any], R]) -> R:
+        """``work(connection)`` under the lock; a database error becomes the sentence.
+        A connection found broken (the server restarted, an idle connection cut) is
+        replaced and ``work`` runs once more on a fresh one, so a server that is back
+        costs the chat no outage: every write here is idempotent, so repeating one that
+        committed just before the connection broke changes nothing."""
         with self._lock:
-            try:
-                yield self._connection()
-            except (self._psycopg.Error, OSError) as exc:
-                if self._db is not None and self._db.broken:
-                    self._drop()
-                raise StorageError(f"{UNAVAILABLE[:-1]} ({action}: {_reason(exc)}).") from None
+            for attempt in range(2):
+                fresh = self._db is None or self._db.closed
+                try:
+                    return work(self._connection())
+                except (self._psycopg.Error, OSError) as exc:
+                    broken = self._db is not None and (self._db.broken or self._db.closed)
+                    if broken:
+                        self._drop()
+                    if not (broken and not fresh and attempt == 0):
+                        sentence = f"{UNAVAILABLE[:-1]} ({action}: {_reason(exc)})."
+                        raise StorageError(sentence) from None
+            raise AssertionError("unreachable: the second attempt returns or raises")
 
     def _drop(self) -> None:
         try:
@@ -143,23 +152,28 @@ class PostgresStorage:
         self._db = None
 
     def _read(self, action: str, sql: str) -> list[tuple[Any, ...]]:
-        with self._session(action) as db:
-            return list(db.execute(sql).fetchall())
+        return self._run(action, lambda db: list(db.execute(sql).fetchall()))
 
     def write(self, changes: Sequence[Change]) -> None:
-        with self._session(action_of(changes)) as db, db.transaction():
-            with db.cursor() as cursor:
+        def work(db: Any) -> None:
+            with db.transaction(), db.cursor() as cursor:
                 for change in changes:
                     _WRITERS[type(change)](cursor, change)
+
+        self._run(action_of(changes), work)
 
     def probe(self) -> None:
         """A write that changes nothing the chat reads: it fails exactly when a real
         write would (server down, connection lost, read-only, disk full)."""
-        with self._session("checking the database") as db, db.transaction():
-            db.execute(
-                "INSERT INTO counters VALUES ('probe', 0) ON CONFLICT (name) DO UPDATE SET "
-                "value = 0"
-            )
+
+        def work(db: Any) -> None:
+            with db.transaction():
+                db.execute(
+                    "INSERT INTO counters VALUES ('probe', 0) ON CONFLICT (name) DO UPDATE "
+                    "SET value = 0"
+                )
+
+        self._run("checking the database", work)
 
     def users(self) -> list[str]:
         return [
@@ -236,7 +250,7 @@ def _save_room(cursor: Any, change: StoreRoom) -> None:
 def _store_room_message(cursor: Any, change: StoreRoomMessage) -> None:
     msg = change.message
     cursor.execute(
-        "INSERT INTO room_messages VALUES (%s, %s, %s, %s, %s)",
+        "INSERT INTO room_messages VALUES (%s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
         (msg.id, msg.room, msg.sender, msg.text, msg.ts),
     )
     cursor.execute(

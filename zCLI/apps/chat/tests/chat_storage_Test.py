@@ -96,14 +96,13 @@ class ContractMixin:
         storage.close()
 
     def test_a_failed_write_changes_nothing(self) -> None:
-        """A write whose last change fails (a duplicate room message id) leaves none
-        of its changes behind: one transaction."""
+        """A write whose last change fails (a message without text, which the schema
+        refuses) leaves none of its changes behind: one transaction."""
         test: unittest.TestCase = self  # type: ignore[assignment]
         storage = self.open()
-        message = RoomMessage(7, "r", "ann", "x", TS)
-        storage.write([StoreRoomMessage(message, keep=5)])
+        broken = Message(7, "ann", "bob", None, TS)  # type: ignore[arg-type]  # on purpose
         with test.assertRaises(StorageError) as failed:
-            storage.write([AddUser("zed"), StoreRoomMessage(message, keep=5)])
+            storage.write([AddUser("zed"), Store(broken)])
         test.assertTrue(
             str(failed.exception).startswith(
                 "The chat storage is unavailable; try again later (writing changes: "
@@ -149,9 +148,28 @@ class PostgresContractTest(ContractMixin, unittest.TestCase):
         self.open().close()
         storage = self.open()
         assert isinstance(storage, PostgresStorage)
-        with storage._session("reading the schema version") as db:
-            versions = db.execute("SELECT version FROM schema_version").fetchall()
+        versions = storage._read("reading the version", "SELECT version FROM schema_version")
         self.assertEqual(versions, [(v,) for v in range(1, len(MIGRATIONS) + 1)])
+        storage.close()
+
+    def test_a_restart_between_writes_costs_no_error(self) -> None:
+        """PostgreSQL restarted between two writes: the next write finds its connection
+        broken, connects again and succeeds, without a StorageError (no outage)."""
+        storage = self.open()
+        storage.write([AddUser("ann")])
+        self.postgres.stop()
+        self.postgres.start()
+        storage.write([AddUser("bob")])
+        self.assertEqual(storage.users(), ["ann", "bob"])
+        storage.close()
+
+    def test_repeating_a_write_changes_nothing(self) -> None:
+        """Every change is idempotent (what makes the retry on a fresh connection safe):
+        written twice, the store reads as written once."""
+        storage = self.open()
+        storage.write(CHANGES)
+        storage.write(CHANGES)
+        self.assertEqual(self.reads(storage), EXPECTED)
         storage.close()
 
     def test_lost_and_back(self) -> None:
