@@ -152,6 +152,20 @@ class PostgresContractTest(ContractMixin, unittest.TestCase):
         self.assertEqual(versions, [(v,) for v in range(1, len(MIGRATIONS) + 1)])
         storage.close()
 
+    def test_a_newer_schema_is_refused(self) -> None:
+        """A database whose schema a newer zCLI wrote is not opened, saying why."""
+        storage = self.open()
+        assert isinstance(storage, PostgresStorage)
+        storage._run("marking", lambda db: db.execute("INSERT INTO schema_version VALUES (99)"))
+        storage.close()
+        with self.assertRaises(StorageError) as refused:
+            self.open()
+        self.assertEqual(
+            str(refused.exception),
+            f"The chat database {self.url} cannot be opened: its schema is version 99, "
+            f"newer than this zCLI knows ({len(MIGRATIONS)}).",
+        )
+
     def test_a_restart_between_writes_costs_no_error(self) -> None:
         """PostgreSQL restarted between two writes: the next write finds its connection
         broken, connects again and succeeds, without a StorageError (no outage)."""
