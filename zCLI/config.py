@@ -32,6 +32,7 @@ __all__ = [
 CONFIG_FILE = "zcli.yaml"
 MODES = ("Terminal", "zBifrost")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+COMPRESSIONS = ("deflate", "none")
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class WebSocketConfig:
     auth_timeout: float = 10.0
     max_public_requests: int = 8
     shutdown_timeout: float = 5.0
+    compression: str = "deflate"  # permessage-deflate when a client offers it; or "none"
 
 
 @dataclass(frozen=True)
@@ -210,6 +212,7 @@ SECTIONS: dict[str, tuple[type, dict[str, Checker]]] = {
             "auth_timeout": _positive_float,
             "max_public_requests": _positive_int,
             "shutdown_timeout": _positive_float,
+            "compression": _choice(COMPRESSIONS),
         },
     ),
     "http_server": (

@@ -15,7 +15,7 @@ from websockets.exceptions import InvalidStatus
 
 from zCLI import __version__
 from zTestSuite import record_metric, requires_network, timeout
-from zTestSuite.bridge import AuthTestCase, BridgeTestCase
+from zTestSuite.bridge import AuthTestCase, BridgeTestCase, masked_text_frame
 from zTestSuite.harness import run_zcli
 
 
@@ -190,6 +190,65 @@ class TestSizes(BridgeTestCase):
         self.assertEqual(queued, frames * len(json.dumps(payload)))
         self.assertLessEqual(queued, 1_000_000)
         self.assertLess(frames, 10)
+
+
+class TestPipelining(BridgeTestCase):
+    @requires_network
+    async def test_requests_in_one_read_are_answered_in_order(self) -> None:
+        """16 requests arriving in one read, cached keys and others mixed, get their
+        replies in order, each the exact text the full dispatch path writes."""
+        z = await self.start()
+        ws = await self.client(z, compression=None)
+        requests: list[dict[str, object]] = []
+        expected: list[dict[str, object]] = []
+        for n in range(16):
+            if n % 4 == 3:  # not a dispatch: answered through the event table
+                requests.append({"event": "ping", "_requestId": n})
+                expected.append({"event": "pong", "_requestId": n})
+            elif n % 4 == 2:  # no _requestId: the connection numbers it (0, 1, 2, 3)
+                requests.append({"event": "dispatch", "zKey": "Echo"})
+                expected.append({"result": {"message": "echoed"}, "_requestId": n // 4})
+            else:
+                requests.append({"event": "dispatch", "zKey": "^Ping", "_requestId": f"r{n}"})
+                expected.append({"result": {"message": "Pong!"}, "_requestId": f"r{n}"})
+        ws.transport.write(b"".join(masked_text_frame(json.dumps(r)) for r in requests))
+        replies = [await asyncio.wait_for(ws.recv(), timeout(2)) for _ in requests]
+        self.assertEqual(replies, [json.dumps(e) for e in expected])
+
+    @requires_network
+    async def test_dispatch_of_a_cached_key_still_counts_against_the_rate(self) -> None:
+        """A key answered from the cache takes a token like any request: the third of
+        a burst of two is refused."""
+        z = await self.start(websocket={"rate_limit": 0.001, "rate_burst": 2})
+        ws = await self.client(z)
+        for n in range(2):
+            self.assertEqual(
+                await self.request(ws, {"event": "dispatch", "zKey": "^Ping", "_requestId": n}),
+                {"result": {"message": "Pong!"}, "_requestId": n},
+            )
+        self.assertEqual(
+            await self.request(ws, {"event": "dispatch", "zKey": "^Ping", "_requestId": 2}),
+            {
+                "error": "Too many messages: the limit is 0.001 a second.",
+                "code": "rate_limited",
+                "_requestId": 2,
+            },
+        )
+
+
+class TestCompression(BridgeTestCase):
+    @requires_network
+    async def test_deflate_is_negotiated_by_default(self) -> None:
+        """A client offering permessage-deflate gets it unless compression is none."""
+        for setting, negotiated in (({}, ["permessage-deflate"]), ({"compression": "none"}, [])):
+            with self.subTest(setting=setting):
+                z = await self.start(websocket=setting)
+                ws = await self.client(z, compression="deflate")
+                self.assertEqual([e.name for e in ws.protocol.extensions], negotiated)
+                self.assertEqual(
+                    await self.request(ws, {"event": "dispatch", "zKey": "^Ping"}),
+                    {"result": {"message": "Pong!"}, "_requestId": 0},
+                )
 
 
 class TestConnectionLimits(AuthTestCase):

@@ -12,13 +12,50 @@ from zCLI.bridge.protocol import (
     InputResponse,
     LoginRequest,
     ProtocolError,
+    dispatch_key,
     error_reply,
     parse,
+    request_object,
     result_reply,
 )
 
 
 class TestParse(unittest.TestCase):
+    def test_dispatch_key_accepts_what_parse_accepts(self) -> None:
+        """dispatch_key gives the zKey exactly when parse gives a DispatchRequest; for
+        the rest, parse's answer (an error code or another event) is the reply."""
+        long_id = "x" * 129
+        frames = [  # frame, dispatch_key's answer, parse's (a DispatchRequest's zKey or code)
+            ('{"event": "dispatch", "zKey": "^Ping", "_requestId": 5}', "^Ping", "^Ping"),
+            ('{"event": "dispatch", "zKey": "^Ping"}', "^Ping", "^Ping"),
+            ('{"event": "dispatch", "zKey": "Echo", "_requestId": "a"}', "Echo", "Echo"),
+            ('{"event": "dispatch", "zKey": "Echo", "_requestId": null}', "Echo", "Echo"),
+            ('{"event": "dispatch", "zKey": "Echo", "_requestId": 1.5}', "Echo", "Echo"),
+            ('{"event": "dispatch", "zKey": "a", "_requestId": 9007199254740992}', None,
+             "invalid_message"),
+            ('{"event": "dispatch", "zKey": "a", "_requestId": true}', None, "invalid_message"),
+            ('{"event": "dispatch", "zKey": "a", "_requestId": [1]}', None, "invalid_message"),
+            (f'{{"event": "dispatch", "zKey": "a", "_requestId": "{long_id}"}}', None,
+             "invalid_message"),
+            ('{"event": "dispatch", "zKey": 5}', None, "invalid_message"),
+            ('{"event": "dispatch"}', None, "missing_field"),
+            (f'{{"event": "dispatch", "zKey": "{"k" * 257}"}}', None, "invalid_message"),
+            ('{"event": "ping", "zKey": "^Ping"}', None, "ping"),
+            ('{"zKey": "^Ping"}', None, "missing_field"),
+        ]  # fmt: skip
+        for frame, key, parsed in frames:
+            with self.subTest(frame=frame[:80]):
+                self.assertEqual(dispatch_key(request_object(frame)), key)
+                try:
+                    request = parse(frame)
+                except ProtocolError as exc:
+                    self.assertEqual(exc.code, parsed)
+                    continue
+                if isinstance(request, DispatchRequest):
+                    self.assertEqual(request.zKey, parsed)
+                else:
+                    self.assertEqual(request.event, parsed)
+
     def test_requests(self) -> None:
         """Each event parses into its dataclass, keeping the request id and body."""
         frame = '{"event": "dispatch", "zKey": "^Ping", "_requestId": 5}'

@@ -78,6 +78,16 @@ class TestValidation(zTestCase):
             ],
         )
 
+    def test_compression_is_deflate_or_none(self) -> None:
+        """websocket.compression takes deflate (the default) or none, nothing else."""
+        self.assertEqual(load_config(self.spark(), environ={}).websocket.compression, "deflate")
+        none = load_config(self.spark(websocket={"compression": "none"}), environ={})
+        self.assertEqual(none.websocket.compression, "none")
+        self.assertEqual(
+            self.problems({"websocket": {"compression": "gzip"}}),
+            ["zSpark websocket.compression: expected one of deflate, none, got 'gzip'"],
+        )
+
     def test_message_is_a_sentence_naming_the_count(self) -> None:
         """The exception text counts the problems and lists them."""
         with self.assertRaises(ConfigError) as caught:

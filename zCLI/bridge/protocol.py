@@ -28,8 +28,11 @@ __all__ = [
     "ProtocolError",
     "Request",
     "decode",
+    "dispatch_key",
     "error_reply",
     "parse",
+    "parse_object",
+    "request_object",
     "result_reply",
     "shown",
 ]
@@ -145,11 +148,38 @@ def decode(frame: str | bytes) -> Any:
 
 def parse(frame: str | bytes, max_request_id: int = 128) -> Request:
     """One frame -> one request. Raises ProtocolError naming what is wrong."""
+    return parse_object(request_object(frame), max_request_id)
+
+
+def request_object(frame: str | bytes) -> dict[str, Any]:
+    """One frame -> its JSON object, the first half of ``parse``."""
     if isinstance(frame, bytes):
         raise ProtocolError("Binary frames are not accepted; send JSON text.", "invalid_message")
     raw = decode(frame)
     if not isinstance(raw, dict):
         raise ProtocolError("The message must be a JSON object.", "invalid_message")
+    return raw
+
+
+def dispatch_key(raw: dict[str, Any], max_request_id: int = 128) -> str | None:
+    """The zKey of ``raw`` if it is a dispatch request that ``parse_object`` accepts,
+    checked as it checks one but with nothing built; None for anything else."""
+    if raw.get("event") != "dispatch":
+        return None
+    key = raw.get("zKey")
+    if type(key) is not str or len(key) > FIELD_LIMITS["zKey"]:
+        return None
+    request_id = raw.get("_requestId")
+    if type(request_id) is not int or abs(request_id) > MAX_SAFE_INTEGER:
+        try:
+            _check_request_id(request_id, max_request_id)
+        except ProtocolError:
+            return None
+    return key
+
+
+def parse_object(raw: dict[str, Any], max_request_id: int = 128) -> Request:
+    """A frame's JSON object -> one request, the second half of ``parse``."""
     has_id = "_requestId" in raw
     request_id = raw.get("_requestId")
     _check_request_id(request_id, max_request_id)

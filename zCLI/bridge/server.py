@@ -15,6 +15,7 @@ built-in and plugin events; ``dispatch`` and ``menu`` then answer ``no_zui``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import inspect
 import json
@@ -28,15 +29,19 @@ from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import DATA_OPCODES, Frame
 from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response
+from websockets.protocol import Event
 
+from .. import strict_json
 from ..auth import ANONYMOUS, AuthError, Identity
 from ..dispatch import Effect, Outcome, Steps
 from ..exceptions import RequestError, StorageError, zCLIError
 from ..plugins import RESERVED_EVENTS
-from ..session import Session
+from ..session import Location, Session
 from ..version import __version__
+from ..zui.model import Message
 from .client import Client
 from .driver import drive, run_until_wait
 from .extensions import PluginExtensions
@@ -49,8 +54,11 @@ from .protocol import (
     LoginRequest,
     ProtocolError,
     Request,
+    dispatch_key,
     error_reply,
     parse,
+    parse_object,
+    request_object,
     result_reply,
     shown,
 )
@@ -68,13 +76,20 @@ NO_ZUI = "This server has no zUI file; only its events are served."
 
 class _TrackedConnection(ServerConnection):
     """A connection that adds itself to ``tracked`` from its first byte to its last,
-    so the bridge can cut handshakes that never finish."""
+    so the bridge can cut handshakes that never finish. It counts the messages it has
+    received (``messages_in``), so the reader knows whether another one is waiting."""
 
     tracked: set[ServerConnection]
+    messages_in = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self.tracked.add(self)
+
+    def process_event(self, event: Event) -> None:
+        super().process_event(event)
+        if isinstance(event, Frame) and event.fin and event.opcode in DATA_OPCODES:
+            self.messages_in += 1
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.tracked.discard(self)
@@ -115,6 +130,9 @@ class zBifrost:
         self._subscribed: object = None  # the zAuth whose revocations close connections
         self._refusals = LogThrottle()
         self._extensions = PluginExtensions(zcli.plugins)
+        # (location, zKey) -> the start of the reply to a key whose result never changes
+        # (a message): built on the key's first dispatch, None for other keys that exist
+        self._constant_replies: dict[tuple[Location, str], str | None] = {}
         hosts = (self.config.host, zcli.config.http_server.host)
         self._origins = OriginPolicy(self.config.allowed_origins, hosts)
         self._handlers: dict[str, Handler] = {
@@ -181,6 +199,7 @@ class zBifrost:
                 process_request=self._check_request,
                 process_response=self._admit,
                 server_header=SERVER_HEADER,
+                compression=None if self.config.compression == "none" else "deflate",
                 open_timeout=self.config.handshake_timeout,
                 max_size=2 * self.config.max_size,  # our own check answers up to here
                 ping_interval=self.config.ping_interval,
@@ -373,7 +392,8 @@ class zBifrost:
                 await self._turn_away(client, exc)
                 return
             async with asyncio.TaskGroup() as tasks:
-                await self._read_loop(client, tasks)
+                with contextlib.suppress(ConnectionClosed):
+                    await self._read_frames(client, tasks)
                 client.finish()  # requests still waiting for input end now
         except ConnectionClosed:
             pass
@@ -387,55 +407,80 @@ class zBifrost:
                 self.clients.discard(client)
                 await self._extensions.run_hooks("disconnect", EventContext(self, client, None))
 
-    async def _read_loop(self, client: Client, tasks: asyncio.TaskGroup) -> None:
-        try:
-            await self._read_frames(client, tasks)
-        except ConnectionClosed:
-            return
-
     async def _read_frames(self, client: Client, tasks: asyncio.TaskGroup) -> None:
-        max_size = self.config.max_size
-        async for frame in client.ws:
-            size = len(frame)
-            if isinstance(frame, str) and 4 * size > max_size:
-                size = len(frame.encode())  # a character is 1 to 4 bytes of UTF-8
-            if size > max_size:
-                client.send(
-                    error_reply(
-                        client.request_id(False, None),
-                        "too_large",
-                        f"The message of {size} bytes exceeds the {max_size}-byte limit.",
-                    )
-                )
-                await client.wait_sent()
-                await client.ws.close(1009, "Message too large.")
-                return
+        """Answer each message in turn. A message answered at once is framed but
+        written only when no other message is waiting (``messages_in``), so the replies
+        to one read from the socket go out in one system call."""
+        max_size, max_request_id = self.config.max_size, self.config.max_request_id
+        ws = client.ws
+        assert isinstance(ws, _TrackedConnection)
+        read = 0
+        async for frame in ws:
+            read += 1
             try:
-                request = parse(frame, self.config.max_request_id)
-            except ProtocolError as exc:
-                client.send(error_reply(client.request_id(False, None), exc.code, exc.message))
-                continue
-            request_id = client.request_id(request.has_id, request.request_id)
-            if not client.bucket.take(time.monotonic()):
-                client.send(
-                    error_reply(
-                        request_id,
-                        "rate_limited",
-                        f"Too many messages: the limit is {self.config.rate_limit:g} a second.",
+                size = len(frame)
+                if isinstance(frame, str) and 4 * size > max_size:
+                    size = len(frame.encode())  # a character is 1 to 4 bytes of UTF-8
+                if size > max_size:
+                    client.send(
+                        error_reply(
+                            client.request_id(False, None),
+                            "too_large",
+                            f"The message of {size} bytes exceeds the {max_size}-byte limit.",
+                        )
                     )
-                )
-                continue
-            handler = self._handlers.get(request.event)
-            if handler is None:
-                unknown = f"There is no event named {shown(request.event)}."
-                client.send(error_reply(request_id, "unknown_event", unknown))
-                continue
-            if request.event == "dispatch":
-                self._start_dispatch(client, request, request_id, tasks)
-            elif request.event in self.zcli.plugins.events:
-                self._start_plugin_event(client, request, request_id, tasks)
-            else:
-                await self._guarded(handler, client, request, request_id)
+                    await client.wait_sent()
+                    await client.ws.close(1009, "Message too large.")
+                    return
+                try:
+                    raw = request_object(frame)
+                    if self._answered_at_once(client, raw, max_request_id):
+                        continue
+                    request = parse_object(raw, max_request_id)
+                except ProtocolError as exc:
+                    client.send(error_reply(client.request_id(False, None), exc.code, exc.message))
+                    continue
+                request_id = client.request_id(request.has_id, request.request_id)
+                if not client.bucket.take(time.monotonic()):
+                    self._rate_limited(client, request_id)
+                    continue
+                handler = self._handlers.get(request.event)
+                if handler is None:
+                    unknown = f"There is no event named {shown(request.event)}."
+                    client.send(error_reply(request_id, "unknown_event", unknown))
+                    continue
+                if request.event == "dispatch":
+                    self._start_dispatch(client, request, request_id, tasks)
+                elif request.event in self.zcli.plugins.events:
+                    self._start_plugin_event(client, request, request_id, tasks)
+                else:
+                    await self._guarded(handler, client, request, request_id)
+            finally:
+                if ws.messages_in <= read:  # no other message waits: write the replies
+                    client.flush()
+
+    def _answered_at_once(self, client: Client, raw: dict[str, Any], max_request_id: int) -> bool:
+        """A dispatch of a key that only says a message, answered from the table of
+        constant replies: no request, dispatch step or reply object is built for it."""
+        session = client.session
+        if session is None or client.dispatching:
+            return False
+        key = dispatch_key(raw, max_request_id)
+        if key is None:
+            return False
+        constant = self._constant_reply(session.location, key)
+        if constant is None:
+            return False
+        request_id = client.request_id("_requestId" in raw, raw.get("_requestId"))
+        if client.bucket.take(time.monotonic()):
+            client.send_text(constant + _json_scalar(request_id) + "}", flush=False)
+        else:
+            self._rate_limited(client, request_id)
+        return True
+
+    def _rate_limited(self, client: Client, request_id: Any) -> None:
+        message = f"Too many messages: the limit is {self.config.rate_limit:g} a second."
+        client.send(error_reply(request_id, "rate_limited", message))
 
     async def _guarded(
         self,
@@ -511,6 +556,26 @@ class zBifrost:
             return
         client.dispatching += 1
         tasks.create_task(self._guarded(self._on_dispatch, client, request, rid, steps, waiting))
+
+    def _constant_reply(self, location: Location, key: str) -> str | None:
+        """The reply up to its ``_requestId`` for a key that only says a message (what
+        ``dispatch`` would answer, with nothing built per request), else None. Only keys
+        that exist are remembered, so a client's made-up keys cannot grow the table."""
+        try:
+            return self._constant_replies[location, key]
+        except KeyError:
+            pass
+        if key == "zBack":
+            return None
+        entry = self.walker.dispatcher.block_at(location).resolve(key)
+        if entry is None:
+            return None  # dispatch answers the error
+        reply = None
+        if not entry.spec.menu and isinstance(entry.action, Message):
+            result = strict_json.dumps(result_reply(None, {"message": entry.action.text}))
+            reply = result[: -len("null}")]
+        self._constant_replies[location, key] = reply
+        return reply
 
     async def _on_dispatch(
         self,
@@ -704,6 +769,11 @@ class zBifrost:
             client.send_text(text)
             count += 1
         return count
+
+
+def _json_scalar(value: Any) -> str:
+    """A ``_requestId`` (checked: a string, a finite number or None) as JSON."""
+    return str(value) if type(value) is int else strict_json.dumps(value)
 
 
 def _session(client: Client) -> Session:
