@@ -150,7 +150,9 @@ class Client:
         chunks = self.ws.protocol.data_to_send()
         if not chunks:  # websockets wrote them already (it flushes after each read)
             return
-        if all(chunks):
+        if len(chunks) == 1 and chunks[0]:
+            self.ws.transport.write(chunks[0])
+        elif all(chunks):
             self.ws.transport.writelines(chunks)
         else:  # an empty chunk asks for end-of-file: websockets' own writer does that
             for chunk in chunks:

@@ -15,7 +15,6 @@ built-in and plugin events; ``dispatch`` and ``menu`` then answer ``no_zui``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import inspect
 import json
@@ -24,6 +23,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -130,9 +130,9 @@ class zBifrost:
         self._subscribed: object = None  # the zAuth whose revocations close connections
         self._refusals = LogThrottle()
         self._extensions = PluginExtensions(zcli.plugins)
-        # (location, zKey) -> the start of the reply to a key whose result never changes
-        # (a message): built on the key's first dispatch, None for other keys that exist
-        self._constant_replies: dict[tuple[Location, str], str | None] = {}
+        # (block, file, zKey) -> the start of the reply to a key whose result never
+        # changes (a message): built on its first dispatch, None for other keys that exist
+        self._constant_replies: dict[tuple[str, Path, str], str | None] = {}
         hosts = (self.config.host, zcli.config.http_server.host)
         self._origins = OriginPolicy(self.config.allowed_origins, hosts)
         self._handlers: dict[str, Handler] = {
@@ -392,8 +392,10 @@ class zBifrost:
                 await self._turn_away(client, exc)
                 return
             async with asyncio.TaskGroup() as tasks:
-                with contextlib.suppress(ConnectionClosed):
+                try:
                     await self._read_frames(client, tasks)
+                except ConnectionClosed:
+                    pass
                 client.finish()  # requests still waiting for input end now
         except ConnectionClosed:
             pass
@@ -408,14 +410,17 @@ class zBifrost:
                 await self._extensions.run_hooks("disconnect", EventContext(self, client, None))
 
     async def _read_frames(self, client: Client, tasks: asyncio.TaskGroup) -> None:
-        """Answer each message in turn. A message answered at once is framed but
-        written only when no other message is waiting (``messages_in``), so the replies
-        to one read from the socket go out in one system call."""
+        """Answer each message in turn until the connection closes (ConnectionClosed).
+        A message answered at once is framed but written only when no other message is
+        waiting (``messages_in``), so the replies to one read from the socket go out in
+        one system call. ``recv()`` rather than ``async for``: no generator per
+        connection, no generator step per message."""
         max_size, max_request_id = self.config.max_size, self.config.max_request_id
         ws = client.ws
         assert isinstance(ws, _TrackedConnection)
         read = 0
-        async for frame in ws:
+        while True:
+            frame = await ws.recv()
             read += 1
             try:
                 size = len(frame)
@@ -561,8 +566,8 @@ class zBifrost:
         """The reply up to its ``_requestId`` for a key that only says a message (what
         ``dispatch`` would answer, with nothing built per request), else None. Only keys
         that exist are remembered, so a client's made-up keys cannot grow the table."""
-        try:
-            return self._constant_replies[location, key]
+        try:  # a tuple of strings and a Path hashes in C; a Location would not
+            return self._constant_replies[location.block, location.file, key]
         except KeyError:
             pass
         if key == "zBack":
@@ -574,7 +579,7 @@ class zBifrost:
         if not entry.spec.menu and isinstance(entry.action, Message):
             result = strict_json.dumps(result_reply(None, {"message": entry.action.text}))
             reply = result[: -len("null}")]
-        self._constant_replies[location, key] = reply
+        self._constant_replies[location.block, location.file, key] = reply
         return reply
 
     async def _on_dispatch(
