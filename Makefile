@@ -46,7 +46,8 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: $(STAMP)
+bench: $(STAMP)  ## bench/*.py; the bridge bench's load generator and baselines need the bench extra
+	$(BIN)/pip install --quiet -e '.[bench]'
 	@for script in bench/*.py; do [ -e "$$script" ] && $(BIN)/python "$$script"; done; true
 
 clean:

@@ -445,7 +445,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, help="measured seconds per run (3; quick 1)")
     parser.add_argument("--servers", help=f"comma-separated, of {','.join(SERVERS)}")
     parser.add_argument("--client", choices=("picows", "sansio"), help="the generator's client")
+    parser.add_argument("--shapes", help="clients x in flight, e.g. 10x1,10x16 (all six)")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory runs")
+    parser.add_argument("--json", metavar="FILE", help="also write the medians here")
     parser.add_argument("--zbifrost-compression", default="", help="websocket.compression")
     parser.add_argument("--serve", choices=SERVERS, help=argparse.SUPPRESS)
     parser.add_argument("--workspace", help=argparse.SUPPRESS)
@@ -466,6 +468,11 @@ def main() -> None:
     repeats = args.repeats or (1 if quick else 3)
     timing = {"warm": 0.5 if quick else 1.0, "seconds": args.seconds or (1.0 if quick else 3.0)}
     counts = (500,) if quick else (1_000, 5_000)
+    shapes = SHAPES
+    if args.shapes:
+        shapes = tuple(
+            (int(c), int(d)) for c, d in (shape.split("x") for shape in args.shapes.split(","))
+        )
     fast = have("uvloop", "picows")
     client = args.client or ("picows" if fast else "sansio")
     wanted = args.servers.split(",") if args.servers else list(SERVERS)
@@ -484,7 +491,7 @@ def main() -> None:
             order = servers[repeat % len(servers) :] + servers[: repeat % len(servers)]
             running = {kind: Server(kind, workspace, args.zbifrost_compression) for kind in order}
             try:
-                for clients, depth in SHAPES:
+                for clients, depth in shapes:
                     for kind in order:
                         config = {"what": "load", "client": client, "clients": clients,
                                   "depth": depth, "timing": timing,
@@ -524,7 +531,17 @@ def main() -> None:
                             f"{result['bytes']:8,.0f} B/conn ({result['deflated']:,} deflated), "
                             f"load {result['load']:.2f}"
                         )
-    report(servers, load_results, memory_results, repeats, counts)
+    report(servers, shapes, load_results, memory_results, repeats, counts)
+    if args.json:
+        medians = {
+            f"{kind} {clients}x{depth}": {
+                key: median([r[key] for r in results])
+                for key in ("rate", "cpu_us", "p50_ms", "p99_ms", "load")
+            }
+            | {"mismatched": sum(r["mismatched"] for r in results)}
+            for (kind, clients, depth), results in load_results.items()
+        }
+        Path(args.json).write_text(json.dumps({"client": client, "load": medians}, indent=1))
     print(
         f"client {client}; {os.cpu_count()} cores; Python {platform.python_version()}, "
         f"websockets {websockets.__version__}; load average at end {os.getloadavg()[0]:.2f}; "
@@ -532,7 +549,8 @@ def main() -> None:
     )
 
 
-def report(servers: list[str], loads: dict[Any, list[dict[str, Any]]],
+def report(servers: list[str], shapes: tuple[tuple[int, int], ...],
+           loads: dict[Any, list[dict[str, Any]]],
            memory: dict[Any, list[dict[str, Any]]], repeats: int,
            counts: tuple[int, ...]) -> None:  # fmt: skip
     def cell(results: list[dict[str, Any]], key: str) -> float:
@@ -542,7 +560,7 @@ def report(servers: list[str], loads: dict[Any, list[dict[str, Any]]],
     print(f"medians of {repeats}; ratio: zbifrost / bare (CPU per request, lower is better)")
     header = "".join(f" {kind:>22}" for kind in servers)
     print(f"{'shape (clients x in flight)':28}{header}   ratio")
-    for clients, depth in SHAPES:
+    for clients, depth in shapes:
         cells, rows = [], {}
         for kind in servers:
             results = loads[kind, clients, depth]
@@ -551,7 +569,7 @@ def report(servers: list[str], loads: dict[Any, list[dict[str, Any]]],
         ratio = rows["zbifrost"] / rows["bare"] if {"zbifrost", "bare"} <= rows.keys() else 0
         print(f"{f'{clients} x {depth}':28}" + "".join(f" {c:>22}" for c in cells)
               + f"   {ratio:5.2f}x")  # fmt: skip
-    for depth in (1, 16):
+    for depth in sorted({d for c, d in shapes if c == 1}):
         latencies = [(cell(loads[k, 1, depth], "p50_ms"), cell(loads[k, 1, depth], "p99_ms"))
                      for k in servers]  # fmt: skip
         line = "".join(f" {f'{p50:.3f}/{p99:.3f} ms':>22}" for p50, p99 in latencies)
