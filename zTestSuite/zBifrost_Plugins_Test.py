@@ -318,7 +318,15 @@ def later(ctx, data):
     return future
 
 
-PLUGIN = Plugin("kinds", events={"kinds.plain": plain, "kinds.slow": slow, "kinds.later": later})
+def shout(ctx, data):  # broadcast data["size"] characters; what each client still holds
+    ctx.bridge.broadcast({"event": "shouted", "text": "x" * data["size"]})
+    return sorted(client.framed_bytes for client in ctx.bridge.clients)
+
+
+PLUGIN = Plugin(
+    "kinds",
+    events={"kinds.plain": plain, "kinds.slow": slow, "kinds.later": later, "kinds.shout": shout},
+)
 """
 
 
@@ -373,6 +381,22 @@ class TestHandlerKinds(BridgeTestCase):
         internal = "The kinds.later handler failed with an internal error."
         self.assertEqual(reply, {"error": internal, "code": "internal", "_requestId": "c"})
         self.assertIn("plugin event kinds.later failed", logged.output[0])
+
+    @requires_network
+    async def test_a_large_fan_out_is_written_at_once(self) -> None:
+        """A small event to many clients waits to be written with what follows it; a
+        large one goes to each socket at once, so no copy per client is held."""
+        z = await self.start()
+        clients = [await self.client(z) for _ in range(5)]
+        held = len(json.dumps({"event": "shouted", "text": "x" * 100}))
+        for rid, size, framed in ((1, 100, [held] * 5), (2, 64 * 1024, [0] * 5)):
+            shout = {"event": "kinds.shout", "data": {"size": size}, "_requestId": rid}
+            await clients[0].send(json.dumps(shout))
+            self.assertEqual(await self.recv(clients[0]), {"event": "shouted", "text": "x" * size})
+            self.assertEqual(await self.recv(clients[0]), {"result": framed, "_requestId": rid})
+        for ws in clients[1:]:
+            for size in (100, 64 * 1024):
+                self.assertEqual(await self.recv(ws), {"event": "shouted", "text": "x" * size})
 
 
 class TestServices(BridgeTestCase):

@@ -35,6 +35,9 @@ log = logging.getLogger("zCLI.zBifrost")
 OVERFLOW_REASON = "Outbound queue overflow: the client reads too slowly."
 DROP_TIMEOUT = 1.0
 WRITE_BUFFER_LIMIT = 64 * 1024  # bytes in the socket's buffer before frames queue
+# Framed bytes held for one write before the loop turns: past this they go out at once,
+# so a fan-out of a large event to many clients never holds a copy per client.
+COALESCE_BYTES = 16 * 1024
 
 
 class Client:
@@ -108,9 +111,10 @@ class Client:
             )
         self.send_text(text)
 
-    def send_text(self, text: str, flush: bool = True) -> None:
-        """Send one frame of JSON text. ``flush=False``: the caller calls ``flush()``
-        before the loop turns (the reader, when no other message is waiting)."""
+    def send_text(self, text: str, flush: bool = True, encoded: bytes | None = None) -> None:
+        """Send one frame of JSON text (``encoded``: the same as UTF-8, when the caller
+        has it). ``flush=False``: the caller calls ``flush()`` before the loop turns (the
+        reader, when no other message is waiting)."""
         if self.overflowed:
             return
         ws = self.ws
@@ -121,9 +125,11 @@ class Client:
             # Nothing is queued: frame it now, in order, and write with the frames that
             # follow it before the loop turns (a closing connection takes no more).
             if ws.protocol.state is State.OPEN:
-                ws.protocol.send_text(text.encode())
+                ws.protocol.send_text(text.encode() if encoded is None else encoded)
                 self._framed += len(text)
-                if flush and not self._flushing:
+                if self._framed >= COALESCE_BYTES:
+                    self.flush()
+                elif flush and not self._flushing:
                     self._flushing = True
                     asyncio.get_running_loop().call_soon(self._flush_soon)
             return
@@ -137,6 +143,12 @@ class Client:
         self.queued_bytes += len(text)
         if self._writer is None:
             self._writer = asyncio.get_running_loop().create_task(self._write_queued())
+
+    @property
+    def framed_bytes(self) -> int:
+        """Bytes framed for this client and not yet handed to its socket (at most
+        about ``COALESCE_BYTES``: larger runs are written at once)."""
+        return self._framed
 
     def _flush_soon(self) -> None:
         self._flushing = False

@@ -769,9 +769,10 @@ class zBifrost:
             targets = [client for client in list(self.clients) if to(client)]
         else:
             targets = to
+        encoded = text.encode()
         count = 0
         for client in targets:
-            client.send_text(text)
+            client.send_text(text, encoded=encoded)
             count += 1
         return count
 
