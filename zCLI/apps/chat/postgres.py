@@ -29,14 +29,12 @@ from .core import (
     AddUser,
     Change,
     Delete,
-    Message,
     ReserveIds,
-    RoomMessage,
     Store,
     StoreRoom,
     StoreRoomMessage,
 )
-from .storage import UNAVAILABLE, action_of
+from .storage import UNAVAILABLE, StoredRows, action_of
 
 __all__ = ["MIGRATIONS", "PostgresStorage", "is_postgres_url", "redacted"]
 
@@ -75,7 +73,7 @@ def redacted(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
-class PostgresStorage:
+class PostgresStorage(StoredRows):
     """One connection, used by the writer thread (and by reads at start-up and after
     an outage, which the lock keeps apart); it reconnects when a call finds it lost."""
 
@@ -174,29 +172,6 @@ class PostgresStorage:
                 )
 
         self._run("checking the database", work)
-
-    def users(self) -> list[str]:
-        return [
-            row[0] for row in self._read("reading users", "SELECT name FROM users ORDER BY name")
-        ]
-
-    def stored(self) -> list[Message]:
-        rows = self._read("reading stored messages", "SELECT * FROM messages ORDER BY id")
-        return [Message(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in rows]
-
-    def rooms(self) -> list[tuple[str, list[str]]]:
-        names = self._read("reading rooms", "SELECT room FROM room_names ORDER BY room")
-        pairs = self._read("reading rooms", "SELECT room, member FROM rooms ORDER BY member")
-        return [(name, [m for r, m in pairs if r == name]) for (name,) in names]
-
-    def room_messages(self) -> list[RoomMessage]:
-        rows = self._read("reading room messages", "SELECT * FROM room_messages ORDER BY id")
-        return [RoomMessage(*row) for row in rows]
-
-    def next_id(self) -> int:
-        """One past the highest id ever stored or reserved."""
-        rows = self._read("reading ids", "SELECT value FROM counters WHERE name = 'last_id'")
-        return int(rows[0][0] if rows else 0) + 1
 
     def close(self) -> None:
         with self._lock:

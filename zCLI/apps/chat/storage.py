@@ -31,7 +31,7 @@ from .core import (
     StoreRoomMessage,
 )
 
-__all__ = ["UNAVAILABLE", "SQLiteStorage", "Storage", "action_of", "open_storage"]
+__all__ = ["UNAVAILABLE", "SQLiteStorage", "Storage", "StoredRows", "action_of", "open_storage"]
 
 UNAVAILABLE = "The chat storage is unavailable; try again later."
 
@@ -65,7 +65,38 @@ class Storage(Protocol):
     def close(self) -> None: ...
 
 
-class SQLiteStorage:
+class StoredRows:
+    """The reads every SQL storage shares (the same tables and queries in SQLite and
+    PostgreSQL); a subclass provides ``_read(action, sql)``."""
+
+    def _read(self, action: str, sql: str) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def users(self) -> list[str]:
+        return [
+            row[0] for row in self._read("reading users", "SELECT name FROM users ORDER BY name")
+        ]
+
+    def stored(self) -> list[Message]:
+        rows = self._read("reading stored messages", "SELECT * FROM messages ORDER BY id")
+        return [Message(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in rows]
+
+    def rooms(self) -> list[tuple[str, list[str]]]:
+        names = self._read("reading rooms", "SELECT room FROM room_names ORDER BY room")
+        pairs = self._read("reading rooms", "SELECT room, member FROM rooms ORDER BY member")
+        return [(name, [m for r, m in pairs if r == name]) for (name,) in names]
+
+    def room_messages(self) -> list[RoomMessage]:
+        rows = self._read("reading room messages", "SELECT * FROM room_messages ORDER BY id")
+        return [RoomMessage(*row) for row in rows]
+
+    def next_id(self) -> int:
+        """One past the highest id ever stored or reserved."""
+        rows = self._read("reading ids", "SELECT value FROM counters WHERE name = 'last_id'")
+        return int(rows[0][0] if rows else 0) + 1
+
+
+class SQLiteStorage(StoredRows):
     """One SQLite file (WAL); a write is committed (and synced) before it returns.
 
     It is used from one writer thread plus reads at start-up; the lock makes any other
@@ -112,29 +143,6 @@ class SQLiteStorage:
         write would (file gone, locked, read-only, disk full)."""
         with self._transaction("checking the database") as db:
             db.execute("INSERT OR REPLACE INTO counters VALUES ('probe', 0)")
-
-    def users(self) -> list[str]:
-        return [
-            row[0] for row in self._read("reading users", "SELECT name FROM users ORDER BY name")
-        ]
-
-    def stored(self) -> list[Message]:
-        rows = self._read("reading stored messages", "SELECT * FROM messages ORDER BY id")
-        return [Message(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in rows]
-
-    def rooms(self) -> list[tuple[str, list[str]]]:
-        names = self._read("reading rooms", "SELECT room FROM room_names ORDER BY room")
-        pairs = self._read("reading rooms", "SELECT room, member FROM rooms ORDER BY member")
-        return [(name, [m for r, m in pairs if r == name]) for (name,) in names]
-
-    def room_messages(self) -> list[RoomMessage]:
-        rows = self._read("reading room messages", "SELECT * FROM room_messages ORDER BY id")
-        return [RoomMessage(*row) for row in rows]
-
-    def next_id(self) -> int:
-        """One past the highest id ever stored or reserved."""
-        rows = self._read("reading ids", "SELECT value FROM counters WHERE name = 'last_id'")
-        return (rows[0][0] if rows else 0) + 1
 
     def close(self) -> None:
         with self._lock:
