@@ -14,6 +14,8 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
+import time
 import unittest
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -143,6 +145,15 @@ class zTestCase(unittest.TestCase):
         started = ServerProcess(command, cwd=cwd, env=env)
         self.addCleanup(started.stop)
         return started
+
+    def look_until(self, condition: Callable[[], bool], what: str, units: float = 1) -> None:
+        """Look at ``condition`` every 2 ms until it holds; fail after ``timeout(units)``.
+        For state another thread or process changes (a server's counters, a port)."""
+        deadline = time.monotonic() + timeout(units)
+        while not condition():
+            if time.monotonic() > deadline:
+                self.fail(f"{what}: not within {timeout(units)} s")
+            threading.Event().wait(0.002)  # a look every 2 ms, not a synchronising sleep
 
     def assertLinesEqual(self, text: str, expected: str) -> None:
         """Compare text to a dedented block, line by line."""
