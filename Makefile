@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,dev]'
+	$(BIN)/pip install --quiet -e '.[test,dev,fast]'
 	touch $(STAMP)
 
 run: $(STAMP)  ## serve the Level 1 demo: open the zServer URL it prints; Ctrl-C stops it

@@ -33,7 +33,9 @@ setup(
             "redis>=5",
         ],
         "dev": ["ruff>=0.6", "mypy>=1.10", "types-PyYAML"],
-        "bench": ["picows>=1.6", "uvloop>=0.19"],  # bench/bridge.py's load generator
+        # zcli serve --fast (websocket.fast, on by default when installed): uvloop, orjson
+        "fast": ["uvloop>=0.19", "orjson>=3.9"],
+        "bench": ["picows>=1.6", "uvloop>=0.19", "orjson>=3.9"],  # bench/bridge.py
     },
     entry_points={
         "console_scripts": ["zcli = zCLI.cli:main"],

@@ -13,7 +13,9 @@ Servers, each answering ``{"event": "dispatch", "zKey": "^Ping", "_requestId": N
 ``{"result": {"message": "Pong!"}, "_requestId": N}``:
 
 - ``zbifrost``: zBifrost on the standard asyncio loop, a zUI file whose ``^Ping`` says
-  ``Pong!``, limits raised so only its speed is measured;
+  ``Pong!``, limits raised so only its speed is measured (``websocket.fast: false``);
+- ``zbifrost-fast``: the same in fast mode (``zcli serve --fast``: uvloop, orjson), whose
+  replies are orjson's compact JSON;
 - ``bare``: a websockets asyncio server written the fastest way: ``async for`` over the
   frames, ``json.loads``, and the reply written synchronously through the connection's
   sans-I/O protocol, as zBifrost writes (no ``await send()``);
@@ -56,11 +58,16 @@ from typing import Any
 import websockets
 
 ZUI = "Main:\n  ~Root*: [^Ping]\n  ^Ping: Pong!\n"
-SERVERS = ("zbifrost", "bare", "bare-uvloop", "picows")
+SERVERS = ("zbifrost", "zbifrost-fast", "bare", "bare-uvloop", "picows")
+# the report's ratio columns (numerator / denominator, when both were measured; label)
+RATIOS = (("zbifrost", "bare", "z/bare"), ("zbifrost-fast", "bare", "fast/bare"),
+          ("zbifrost-fast", "picows", "fast/picows"))  # fmt: skip
 SHAPES = ((1, 1), (1, 16), (10, 1), (10, 16), (50, 1), (50, 16))  # (clients, in flight)
 REQUEST = b'{"event": "dispatch", "zKey": "^Ping", "_requestId": %d}'
 REPLY = b'{"result": {"message": "Pong!"}, "_requestId": %d}'
 GREETING = b'{"event": "connection_info"'
+FAST_REPLY = b'{"result":{"message":"Pong!"},"_requestId":%d}'  # orjson's form
+FAST_GREETING = b'{"event":"connection_info"'
 TICK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -91,8 +98,9 @@ def have(*modules: str) -> bool:
 # --- servers (each its own process) -------------------------------------------------------
 
 
-def serve_zbifrost(workspace: str, compression: str) -> None:
+def serve_zbifrost(workspace: str, compression: str, fast: bool) -> None:
     from zCLI import zCLI
+    from zCLI.fast import run
 
     async def main() -> None:
         config: dict[str, Any] = {
@@ -101,6 +109,7 @@ def serve_zbifrost(workspace: str, compression: str) -> None:
             "max_connections": 20000,
             "rate_limit": 1e9,
             "rate_burst": 1_000_000,
+            "fast": fast,
         }
         if compression:
             config["compression"] = compression
@@ -109,7 +118,7 @@ def serve_zbifrost(workspace: str, compression: str) -> None:
             print(f"listening on {bridge.port}", flush=True)
             await asyncio.Event().wait()
 
-    asyncio.run(main())
+    run(main(), fast)  # as zcli serve runs it: on uvloop when fast
 
 
 def serve_bare(use_uvloop: bool) -> None:
@@ -192,7 +201,9 @@ class Server:
 class Counter:
     """One run's tally, shared by its connections."""
 
-    def __init__(self, latencies: bool) -> None:
+    def __init__(self, latencies: bool, reply: bytes, greeting: bytes) -> None:
+        self.reply = reply  # the expected reply, with %d for its _requestId
+        self.greeting = greeting
         self.counting = False
         self.sending = True
         self.replies = 0  # matching replies inside the window
@@ -232,7 +243,7 @@ class Stream:
 
     def received(self, payload: bytes) -> None:
         counter = self.counter
-        if payload == REPLY % self.expected:
+        if payload == counter.reply % self.expected:
             self.expected += 1
             counter.outstanding -= 1
             if counter.counting:
@@ -245,7 +256,7 @@ class Stream:
                 self._send_one()
             elif counter.outstanding == 0:
                 counter.drained.set()
-        elif payload.startswith(GREETING):
+        elif payload.startswith(counter.greeting):
             if not self.greeted.done():
                 self.greeted.set_result(None)
         else:
@@ -337,7 +348,7 @@ def percentile(ordered: list[float], q: float) -> float:
 async def load_run(target: dict[str, Any], clients: int, depth: int, timing: dict[str, float],
                    client_kind: str) -> dict[str, Any]:  # fmt: skip
     """``clients`` connections, each keeping ``depth`` requests in flight."""
-    counter = Counter(latencies=clients == 1)
+    counter = Counter(clients == 1, target["reply"].encode(), target["greeting"].encode())
     opener = open_picows if client_kind == "picows" else open_sansio
     opened = await asyncio.gather(*(opener(target["url"], counter) for _ in range(clients)))
     streams = [stream for stream, _close in opened]
@@ -390,7 +401,7 @@ async def memory_run(target: dict[str, Any], count: int, deflate: bool) -> dict[
         )
     if target["greets"]:
         for ws in sockets:
-            assert (await ws.recv()).startswith(GREETING.decode())
+            assert (await ws.recv()).startswith(target["greeting"])
     negotiated = sum(1 for ws in sockets if ws.protocol.extensions)
     await asyncio.sleep(0.5)  # a measurement pause, not synchronisation: let RSS settle
     after = rss_bytes(pid)
@@ -431,7 +442,14 @@ def run_generator(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def target_of(server: Server) -> dict[str, Any]:
-    return {"url": server.url, "pid": server.pid, "greets": server.kind == "zbifrost"}
+    fast = server.kind == "zbifrost-fast"
+    return {
+        "url": server.url,
+        "pid": server.pid,
+        "greets": server.kind.startswith("zbifrost"),
+        "reply": (FAST_REPLY if fast else REPLY).decode(),
+        "greeting": (FAST_GREETING if fast else GREETING).decode(),
+    }
 
 
 def median(values: list[float]) -> float:
@@ -454,8 +472,8 @@ def main() -> None:
     parser.add_argument("--compression", default="", help=argparse.SUPPRESS)
     parser.add_argument("--generate", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve == "zbifrost":
-        return serve_zbifrost(args.workspace, args.compression)
+    if args.serve in ("zbifrost", "zbifrost-fast"):
+        return serve_zbifrost(args.workspace, args.compression, args.serve == "zbifrost-fast")
     if args.serve in ("bare", "bare-uvloop"):
         return serve_bare(args.serve == "bare-uvloop")
     if args.serve == "picows":
@@ -477,8 +495,10 @@ def main() -> None:
     client = args.client or ("picows" if fast else "sansio")
     wanted = args.servers.split(",") if args.servers else list(SERVERS)
     servers = [s for s in wanted if fast or s in ("zbifrost", "bare")]
+    if "zbifrost-fast" in servers and not have("uvloop", "orjson"):
+        servers.remove("zbifrost-fast")
     if servers != wanted:
-        log(f"uvloop or picows missing: measuring {', '.join(servers)} only")
+        log(f"uvloop, orjson or picows missing: measuring {', '.join(servers)} only")
     started = time.perf_counter()
     log(f"bridge bench: client {client}, load average {os.getloadavg()[0]:.2f}")
     load_results: dict[tuple[str, int, int], list[dict[str, Any]]] = collections.defaultdict(list)
@@ -556,19 +576,25 @@ def report(servers: list[str], shapes: tuple[tuple[int, int], ...],
     def cell(results: list[dict[str, Any]], key: str) -> float:
         return median([r[key] for r in results])
 
+    def ratios(values: dict[str, float]) -> str:
+        return "".join(
+            f" {values[a] / values[b]:9.2f}x" if {a, b} <= values.keys() else f" {'-':>10}"
+            for a, b, _label in RATIOS
+        )
+
     print()
-    print(f"medians of {repeats}; ratio: zbifrost / bare (CPU per request, lower is better)")
+    print(f"medians of {repeats}; ratios of CPU per request (lower is better for zbifrost)")
     header = "".join(f" {kind:>22}" for kind in servers)
-    print(f"{'shape (clients x in flight)':28}{header}   ratio")
+    ratio_header = "".join(f" {label:>10}" for _a, _b, label in RATIOS)
+    print(f"{'shape (clients x in flight)':28}{header}{ratio_header}")
     for clients, depth in shapes:
         cells, rows = [], {}
         for kind in servers:
             results = loads[kind, clients, depth]
             rows[kind] = cell(results, "cpu_us")
             cells.append(f"{cell(results, 'rate'):9,.0f}/s {rows[kind]:5.1f} us")
-        ratio = rows["zbifrost"] / rows["bare"] if {"zbifrost", "bare"} <= rows.keys() else 0
         print(f"{f'{clients} x {depth}':28}" + "".join(f" {c:>22}" for c in cells)
-              + f"   {ratio:5.2f}x")  # fmt: skip
+              + ratios(rows))  # fmt: skip
     for depth in sorted({d for c, d in shapes if c == 1}):
         latencies = [(cell(loads[k, 1, depth], "p50_ms"), cell(loads[k, 1, depth], "p99_ms"))
                      for k in servers]  # fmt: skip
@@ -583,14 +609,13 @@ def report(servers: list[str], shapes: tuple[tuple[int, int], ...],
     if not memory:
         return
     print()
-    print(f"{'memory per idle connection':28}" + header + "   ratio")
+    print(f"{'memory per idle connection':28}" + header + ratio_header)
     for count in counts:
         for deflate in (False, True):
             values = {k: cell(memory[k, count, deflate], "bytes") for k in servers}
-            ratio = values["zbifrost"] / values["bare"] if "bare" in values else 0
             label = f"{count:,}, {'deflate offered' if deflate else 'no deflate'}"
             print(f"{label:28}" + "".join(f" {values[k]:20,.0f} B" for k in servers)
-                  + f"   {ratio:5.2f}x")  # fmt: skip
+                  + ratios(values))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -66,6 +66,8 @@ def _serve(args: argparse.Namespace) -> int:
         http["port"] = args.http_port
     if args.no_auth:
         websocket["require_auth"] = False
+    if args.fast is not None:
+        websocket["fast"] = args.fast
     spark.update(websocket=websocket, http_server=http)
     return zCLI(spark).run()
 
@@ -118,6 +120,11 @@ def build_parser(registry: Registry) -> argparse.ArgumentParser:
     serve.add_argument("--ws-port", type=int, help="the zBifrost port (default 56891)")
     serve.add_argument("--http-port", type=int, help="the zServer port (default 8080)")
     serve.add_argument("--no-auth", action="store_true", help="accept clients without a token")
+    serve.add_argument(
+        "--fast",
+        action=argparse.BooleanOptionalAction,
+        help="uvloop and orjson (pip install zCLI[fast]); default: on when installed",
+    )
     serve.set_defaults(handler=_serve)
 
     user = commands.add_parser("user", help="manage zAuth users")

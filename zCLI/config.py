@@ -12,12 +12,13 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from . import fast
 from .exceptions import ConfigError
 
 __all__ = [
@@ -55,6 +56,9 @@ class WebSocketConfig:
     max_public_requests: int = 8
     shutdown_timeout: float = 5.0
     compression: str = "deflate"  # permessage-deflate when a client offers it; or "none"
+    # fast mode (uvloop, orjson; see zCLI.fast): true, false, or unset ("auto"): on when
+    # zCLI[fast] is installed. load_config settles it to true or false.
+    fast: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -177,6 +181,15 @@ def _choice(options: tuple[str, ...]) -> Checker:
     return check
 
 
+def _fast(value: Any, from_env: bool) -> bool | None:
+    if value == "auto" or (from_env and isinstance(value, str) and value.strip() == "auto"):
+        return None
+    try:
+        return _bool(value, from_env)
+    except ValueError:
+        raise ValueError(f"expected true, false or auto, got {value!r}") from None
+
+
 def _path(value: Any, from_env: bool) -> Path:
     return Path(_text(value, from_env))
 
@@ -213,6 +226,7 @@ SECTIONS: dict[str, tuple[type, dict[str, Checker]]] = {
             "max_public_requests": _positive_int,
             "shutdown_timeout": _positive_float,
             "compression": _choice(COMPRESSIONS),
+            "fast": _fast,
         },
     ),
     "http_server": (
@@ -353,6 +367,13 @@ def load_config(
         problems.append(
             f"websocket.port and http_server.port: both are {ws.port} on {ws.host}; "
             "the two servers need different ports"
+        )
+    if ws.fast is None:
+        config = replace(config, websocket=replace(ws, fast=fast.available()))
+    elif ws.fast and not fast.available():
+        problems.append(
+            f"websocket.fast: fast mode needs {' and '.join(fast.missing())}, which "
+            f"{'is' if len(fast.missing()) == 1 else 'are'} not installed: {fast.INSTALL}"
         )
     if problems:
         raise ConfigError(problems)

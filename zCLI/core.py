@@ -11,6 +11,7 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TextIO
 
+from . import fast
 from .config import Config, load_config
 from .dispatch import Dispatcher
 from .display import Display
@@ -105,7 +106,8 @@ class zCLI:
                 raise ConfigError(["zVaFile: a zUI file is needed to walk in the terminal"])
             session = self.walker.start(self.config.zVaFile, self.config.zBlock)
             return self.walker.run_terminal(session, stdin or sys.stdin, stdout or sys.stdout)
-        return asyncio.run(self.serve(TerminalRenderer(stdout or sys.stdout)))
+        renderer = TerminalRenderer(stdout or sys.stdout)
+        return fast.run(self.serve(renderer), bool(self.config.websocket.fast))  # uvloop if fast
 
     async def serve(self, renderer: TerminalRenderer | None = None) -> int:
         """zBifrost mode: serve until SIGINT or SIGTERM, then stop both servers cleanly."""

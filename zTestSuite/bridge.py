@@ -20,7 +20,7 @@ import jwt
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from zCLI import __version__, zCLI
+from zCLI import __version__, strict_json, zCLI
 
 from .harness import timeout, wait_until
 
@@ -115,9 +115,12 @@ Main:
 
 
 class BridgeTestCase(unittest.IsolatedAsyncioTestCase):
-    """A temporary workspace, bridges that stop at cleanup, and JSON helpers."""
+    """A temporary workspace, bridges that stop at cleanup, and JSON helpers. ``fast``:
+    the bridges ``make`` builds read and write JSON through orjson (zBifrost's fast mode;
+    the zBifrost_Fast suite also runs them on uvloop); off unless a test class turns it on."""
 
     zui = PING_ZUI
+    fast = False
 
     async def asyncSetUp(self) -> None:
         # IsolatedAsyncioTestCase turns on asyncio debug mode, which slows bulk socket
@@ -136,7 +139,12 @@ class BridgeTestCase(unittest.IsolatedAsyncioTestCase):
 
     def make(self, **spark: Any) -> zCLI:
         """A zCLI for the workspace app; websocket defaults to port 0, auth off."""
-        websocket = {"port": 0, "require_auth": False, **spark.pop("websocket", {})}
+        websocket = {
+            "port": 0,
+            "require_auth": False,
+            "fast": self.fast,
+            **spark.pop("websocket", {}),
+        }
         base = {"zWorkspace": str(self.workspace), "zVaFile": "@.zUI.app", "websocket": websocket}
         return zCLI({**base, **spark})
 
@@ -161,6 +169,10 @@ class BridgeTestCase(unittest.IsolatedAsyncioTestCase):
 
         self.addAsyncCleanup(stop)
         return z
+
+    def written(self, payload: Any) -> str:
+        """The exact text the bridge writes for ``payload`` (orjson's in fast mode)."""
+        return strict_json.fast_dumps(payload) if self.fast else json.dumps(payload)
 
     async def connect(self, z: zCLI, path: str = "/", **kwargs: Any) -> ClientConnection:
         ws = await websockets.connect(f"ws://127.0.0.1:{z.comm.port}{path}", **kwargs)

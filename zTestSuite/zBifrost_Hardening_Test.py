@@ -213,7 +213,7 @@ class TestPipelining(BridgeTestCase):
                 expected.append({"result": {"message": "Pong!"}, "_requestId": f"r{n}"})
         ws.transport.write(b"".join(masked_text_frame(json.dumps(r)) for r in requests))
         replies = [await asyncio.wait_for(ws.recv(), timeout(2)) for _ in requests]
-        self.assertEqual(replies, [json.dumps(e) for e in expected])
+        self.assertEqual(replies, [self.written(e) for e in expected])
 
     @requires_network
     async def test_dispatch_of_a_cached_key_still_counts_against_the_rate(self) -> None:

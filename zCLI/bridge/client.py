@@ -18,6 +18,7 @@ import itertools
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection
@@ -29,7 +30,7 @@ from ..auth import Identity
 from ..session import Session
 from .limits import TokenBucket
 
-__all__ = ["Client"]
+__all__ = ["Client", "FastClient"]
 
 log = logging.getLogger("zCLI.zBifrost")
 OVERFLOW_REASON = "Outbound queue overflow: the client reads too slowly."
@@ -41,6 +42,8 @@ COALESCE_BYTES = 16 * 1024
 
 
 class Client:
+    # the bridge's JSON writer; FastClient's in fast mode
+    encode: Callable[[Any], str] = staticmethod(strict_json.dumps)
     __slots__ = (
         "ws", "session", "identity", "id", "bucket", "dispatching", "inputs", "overflowed",
         "state", "_lock", "_gone", "_finished", "_queue", "_queue_size", "_queue_bytes",
@@ -99,7 +102,7 @@ class Client:
         """Send one JSON message. A payload that is not strict JSON (a plugin returned a
         set, NaN, ...) is our bug: logged, and the client gets an ``internal`` error."""
         try:
-            text = strict_json.dumps(payload)
+            text = self.encode(payload)
         except (TypeError, ValueError):
             log.exception("a reply to client %s could not be encoded as JSON", self.id)
             text = json.dumps(
@@ -244,3 +247,11 @@ class Client:
         self._finished = True
         if self._gone is not None:
             self._gone.set()
+
+
+class FastClient(Client):
+    """A client of a bridge in fast mode: its replies are written by orjson, with the
+    strict rules kept (``strict_json.fast_dumps``)."""
+
+    __slots__ = ()
+    encode = staticmethod(strict_json.fast_dumps)

@@ -13,6 +13,7 @@ than the decoder can follow are refused as ``invalid_json``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,10 +130,11 @@ def _check_request_id(value: Any, max_length: int) -> None:
     )
 
 
-def decode(frame: str | bytes) -> Any:
-    """Strict JSON: no NaN or Infinity, no overflowing numbers, bounded nesting."""
+def decode(frame: str | bytes, loads: Callable[[str | bytes], Any] = strict_json.loads) -> Any:
+    """Strict JSON: no NaN or Infinity, no overflowing numbers, bounded nesting.
+    ``loads``: ``strict_json.loads`` or, in fast mode, ``strict_json.fast_loads``."""
     try:
-        return strict_json.loads(frame)
+        return loads(frame)
     except RecursionError:
         raise ProtocolError("The message is nested too deeply.", "invalid_json") from None
     except strict_json.NotJson as exc:
@@ -146,16 +148,22 @@ def decode(frame: str | bytes) -> Any:
         raise ProtocolError("The message is not valid JSON.", "invalid_json") from None
 
 
-def parse(frame: str | bytes, max_request_id: int = 128) -> Request:
+def parse(
+    frame: str | bytes,
+    max_request_id: int = 128,
+    loads: Callable[[str | bytes], Any] = strict_json.loads,
+) -> Request:
     """One frame -> one request. Raises ProtocolError naming what is wrong."""
-    return parse_object(request_object(frame), max_request_id)
+    return parse_object(request_object(frame, loads), max_request_id)
 
 
-def request_object(frame: str | bytes) -> dict[str, Any]:
+def request_object(
+    frame: str | bytes, loads: Callable[[str | bytes], Any] = strict_json.loads
+) -> dict[str, Any]:
     """One frame -> its JSON object, the first half of ``parse``."""
     if isinstance(frame, bytes):
         raise ProtocolError("Binary frames are not accepted; send JSON text.", "invalid_message")
-    raw = decode(frame)
+    raw = decode(frame, loads)
     if not isinstance(raw, dict):
         raise ProtocolError("The message must be a JSON object.", "invalid_message")
     return raw

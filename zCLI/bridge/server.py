@@ -42,7 +42,7 @@ from ..plugins import RESERVED_EVENTS
 from ..session import Location, Session
 from ..version import __version__
 from ..zui.model import Message
-from .client import Client
+from .client import Client, FastClient
 from .driver import drive, run_until_wait
 from .extensions import PluginExtensions
 from .limits import LogThrottle, TokenBucket
@@ -130,6 +130,9 @@ class zBifrost:
         self._subscribed: object = None  # the zAuth whose revocations close connections
         self._refusals = LogThrottle()
         self._extensions = PluginExtensions(zcli.plugins)
+        # fast mode (zCLI.fast): JSON read and written by orjson, the strict rules kept
+        self._loads = strict_json.fast_loads if self.config.fast else strict_json.loads
+        self._client_type = FastClient if self.config.fast else Client
         # (block, file, zKey) -> the start of the reply to a key whose result never
         # changes (a message): built on its first dispatch, None for other keys that exist
         self._constant_replies: dict[tuple[str, Path, str], str | None] = {}
@@ -211,7 +214,12 @@ class zBifrost:
                 raise PortInUseError(self.config.host, self.config.port) from None
             raise
         self._extensions.start_services(self)
-        log.info("zBifrost listening on %s", self.url)
+        log.info(
+            "zBifrost listening on %s (JSON: %s; event loop: %s)",
+            self.url,
+            "orjson" if self.config.fast else "json",
+            type(self._loop).__module__,
+        )
 
     async def stop(self, message: str = "The server is shutting down.") -> None:
         """Tell every client, let their queues drain, close every connection with 1001
@@ -336,7 +344,7 @@ class zBifrost:
             left = deadline - asyncio.get_running_loop().time()
             try:
                 frame = await asyncio.wait_for(ws.recv(), max(left, 0.0))
-                request = parse(frame, self.config.max_request_id)
+                request = parse(frame, self.config.max_request_id, self._loads)
             except (TimeoutError, ProtocolError):
                 raise required from None
             if isinstance(request, (AuthRequest, LoginRequest)):
@@ -372,7 +380,7 @@ class zBifrost:
     async def _serve_connection(self, ws: ServerConnection) -> None:
         client: Client | None = None  # set once signed in: then it is in self.clients
         bucket = TokenBucket(self.config.rate_limit, self.config.rate_burst, time.monotonic())
-        pending = Client(
+        pending = self._client_type(
             ws, None, ANONYMOUS, self.config.queue_size, bucket, self.config.queue_bytes
         )
         try:
@@ -416,6 +424,7 @@ class zBifrost:
         one system call. ``recv()`` rather than ``async for``: no generator per
         connection, no generator step per message."""
         max_size, max_request_id = self.config.max_size, self.config.max_request_id
+        loads = self._loads
         ws = client.ws
         assert isinstance(ws, _TrackedConnection)
         read = 0
@@ -438,7 +447,7 @@ class zBifrost:
                     await client.ws.close(1009, "Message too large.")
                     return
                 try:
-                    raw = request_object(frame)
+                    raw = request_object(frame, loads)
                     if self._answered_at_once(client, raw, max_request_id):
                         continue
                     request = parse_object(raw, max_request_id)
@@ -478,7 +487,7 @@ class zBifrost:
             return False
         request_id = client.request_id("_requestId" in raw, raw.get("_requestId"))
         if client.bucket.take(time.monotonic()):
-            client.send_text(constant + _json_scalar(request_id) + "}", flush=False)
+            client.send_text(constant + _json_scalar(request_id, client.encode) + "}", flush=False)
         else:
             self._rate_limited(client, request_id)
         return True
@@ -577,8 +586,9 @@ class zBifrost:
             return None  # dispatch answers the error
         reply = None
         if not entry.spec.menu and isinstance(entry.action, Message):
-            result = strict_json.dumps(result_reply(None, {"message": entry.action.text}))
-            reply = result[: -len("null}")]
+            # written as the client type writes every reply (json, or orjson in fast mode)
+            result = self._client_type.encode(result_reply(0, {"message": entry.action.text}))
+            reply = result[: -len("0}")]
         self._constant_replies[location.block, location.file, key] = reply
         return reply
 
@@ -777,9 +787,9 @@ class zBifrost:
         return count
 
 
-def _json_scalar(value: Any) -> str:
+def _json_scalar(value: Any, encode: Callable[[Any], str]) -> str:
     """A ``_requestId`` (checked: a string, a finite number or None) as JSON."""
-    return str(value) if type(value) is int else strict_json.dumps(value)
+    return str(value) if type(value) is int else encode(value)
 
 
 def _session(client: Client) -> Session:
