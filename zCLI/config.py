@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -56,6 +57,8 @@ class WebSocketConfig:
     max_public_requests: int = 8
     shutdown_timeout: float = 5.0
     compression: str = "deflate"  # permessage-deflate when a client offers it; or "none"
+    broker: str | None = None  # redis://HOST:PORT/DB: processes of one service share it
+    presence_ttl: float = 15.0  # seconds a dead process's users stay online (broker)
     # fast mode (uvloop, orjson; see zCLI.fast): true, false, or unset ("auto"): on when
     # zCLI[fast] is installed. load_config settles it to true or false.
     fast: bool | None = None
@@ -190,6 +193,27 @@ def _fast(value: Any, from_env: bool) -> bool | None:
         raise ValueError(f"expected true, false or auto, got {value!r}") from None
 
 
+def _broker_url(value: Any, from_env: bool) -> str | None:
+    """None, or a Redis URL: redis://[:PASSWORD@]HOST[:PORT][/DB] (rediss:// for TLS)."""
+    if value is None:
+        return None
+    text = _text(value, from_env)
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"expected redis://HOST:PORT/DB, got {text!r}") from None
+    database = parts.path.lstrip("/")
+    if (
+        parts.scheme not in ("redis", "rediss")
+        or not parts.hostname
+        or (port is not None and not 0 < port < 65536)
+        or (database and not database.isdigit())
+    ):
+        raise ValueError(f"expected redis://HOST:PORT/DB, got {text!r}")
+    return text
+
+
 def _path(value: Any, from_env: bool) -> Path:
     return Path(_text(value, from_env))
 
@@ -226,6 +250,8 @@ SECTIONS: dict[str, tuple[type, dict[str, Checker]]] = {
             "max_public_requests": _positive_int,
             "shutdown_timeout": _positive_float,
             "compression": _choice(COMPRESSIONS),
+            "broker": _broker_url,
+            "presence_ttl": _positive_float,
             "fast": _fast,
         },
     ),

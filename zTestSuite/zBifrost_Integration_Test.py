@@ -408,7 +408,7 @@ def refuse():
 def shout(ctx, data):
     sent = ctx.bridge.broadcast({"event": "app.shouted", "text": data["text"],
                                  "by": ctx.client.identity.user})
-    return {"sent": sent}
+    return {"sent": sent.local}
 
 async def whoami(ctx, data):
     return {"user": ctx.client.identity.user, "block": ctx.client.session.location.block}

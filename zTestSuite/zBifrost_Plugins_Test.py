@@ -42,7 +42,7 @@ def state(ctx, data):
 
 def tell(ctx, data):
     sent = ctx.bridge.send_to(data["user"], {"event": "told", "text": data["text"]})
-    return {"sent": sent, "connections": len(ctx.bridge.clients_of(data["user"]))}
+    return {"sent": sent.local, "connections": len(ctx.bridge.clients_of(data["user"]))}
 
 
 async def heartbeat(bridge):

@@ -42,6 +42,8 @@ from ..plugins import RESERVED_EVENTS
 from ..session import Location, Session
 from ..version import __version__
 from ..zui.model import Message
+from .audience import LocalPresence, Room, Rooms, User
+from .broker import Broker, BrokerMessage, Deliver, Delivery, Revoke, make_broker
 from .client import Client, FastClient
 from .driver import drive, run_until_wait
 from .extensions import PluginExtensions
@@ -130,6 +132,14 @@ class zBifrost:
         self._subscribed: object = None  # the zAuth whose revocations close connections
         self._refusals = LogThrottle()
         self._extensions = PluginExtensions(zcli.plugins)
+        # the service's other processes (websocket.broker), or none (in-process); a
+        # message larger than a client's queue could reach no one, so none is read
+        self.broker: Broker = make_broker(
+            self.config.broker, self.config.presence_ttl, self.config.queue_bytes
+        )
+        self.rooms: Rooms[Client] = Rooms()  # this process's connections in each room
+        self._presence = LocalPresence()  # this process's signed-in users
+        self.reuse_port = False  # zcli serve --workers: processes share the port
         # fast mode (zCLI.fast): JSON read and written by orjson, the strict rules kept
         self._loads = strict_json.fast_loads if self.config.fast else strict_json.loads
         self._client_type = FastClient if self.config.fast else Client
@@ -190,6 +200,7 @@ class zBifrost:
             self._handlers[event] = self._plugin_handler(handler)
         self._stopped.clear()
         self._loop = asyncio.get_running_loop()
+        await self.broker.start(self._from_broker, self._presence.users)
         connection_class: type[ServerConnection] = type(
             "Connection", (_TrackedConnection,), {"tracked": self._sockets}
         )
@@ -202,6 +213,7 @@ class zBifrost:
                 process_request=self._check_request,
                 process_response=self._admit,
                 server_header=SERVER_HEADER,
+                reuse_port=self.reuse_port,
                 compression=None if self.config.compression == "none" else "deflate",
                 open_timeout=self.config.handshake_timeout,
                 max_size=2 * self.config.max_size,  # our own check answers up to here
@@ -210,6 +222,7 @@ class zBifrost:
                 close_timeout=self.config.ping_timeout,  # a silent peer is not waited on
             )
         except OSError as exc:
+            await self.broker.stop()
             if exc.errno == errno.EADDRINUSE:
                 raise PortInUseError(self.config.host, self.config.port) from None
             raise
@@ -246,6 +259,7 @@ class zBifrost:
             for task in list(server.handler_tasks):
                 task.cancel()
             await server.wait_closed()
+        await self.broker.stop()
         self._stopped.set()
         log.info("zBifrost stopped")
 
@@ -324,7 +338,7 @@ class zBifrost:
             if token is None and not self.config.require_auth:
                 return ANONYMOUS
             if token is not None:
-                return self.zcli.auth.verify(token)
+                return self._verify(token)
             return await self._sign_in_by_first_message(client)
         except RequestError as exc:
             await client.wait_sent()
@@ -361,7 +375,7 @@ class zBifrost:
             handler = self._handlers[request.event]
             await self._guarded(handler, client, request, rid)
         if isinstance(request, AuthRequest):
-            return self.zcli.auth.verify(request.token)
+            return self._verify(request.token)
         identity = await self.zcli.auth.login_async(
             request.username, request.password, _address(ws)
         )
@@ -393,6 +407,7 @@ class zBifrost:
                 )
             client, client.identity = pending, identity
             self.clients.add(client)
+            self._track_presence(client)
             client.send(self._connection_info(client))
             try:
                 await self._extensions.run_hooks("connect", EventContext(self, client, None))
@@ -415,6 +430,8 @@ class zBifrost:
             pending.finish()
             if client is not None:
                 self.clients.discard(client)
+                self.rooms.discard(client)
+                self._track_presence(client)
                 await self._extensions.run_hooks("disconnect", EventContext(self, client, None))
 
     async def _read_frames(self, client: Client, tasks: asyncio.TaskGroup) -> None:
@@ -626,6 +643,7 @@ class zBifrost:
         client.identity = await self.zcli.auth.login_async(
             request.username, request.password, _address(client.ws)
         )
+        self._track_presence(client)
         client.send(
             result_reply(
                 rid,
@@ -654,7 +672,8 @@ class zBifrost:
 
     async def _on_auth(self, client: Client, request: Request, rid: Any) -> None:
         assert isinstance(request, AuthRequest)
-        client.identity = self.zcli.auth.verify(request.token)
+        client.identity = self._verify(request.token)
+        self._track_presence(client)
         client.send(result_reply(rid, {"auth": client.identity.to_json()}))
         await self._signed_in(client, rid)
 
@@ -663,6 +682,7 @@ class zBifrost:
             raise RequestError("This connection is not signed in.", "unauthorized")
         self.zcli.auth.revoke(client.identity)
         client.identity = ANONYMOUS
+        self._track_presence(client)
         client.send(result_reply(rid, {"message": "Signed out."}))
         await self._extensions.run_hooks("sign_out", EventContext(self, client, rid))
         if self.config.require_auth:
@@ -749,12 +769,61 @@ class zBifrost:
         """zAuth's listener, called in whichever thread revoked (zServer's or ours)."""
         loop = self._loop
         if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._close_token, jti)
+            loop.call_soon_threadsafe(self._revoked_here, jti)
+
+    def _revoked_here(self, jti: str) -> None:
+        """Close this process's connections with the token, and tell the other processes
+        (they refuse it until it would have expired; ``token_ttl`` bounds that)."""
+        self._close_token(jti)
+        expires = time.time() + self.zcli.config.auth.token_ttl
+        self.broker.publish(Revoke(self.broker.node, jti, expires))
+
+    def _verify(self, token: str) -> Identity:
+        """zAuth's check, and the revocations the other processes announced."""
+        identity = self.zcli.auth.verify(token)
+        if identity.jti is not None and self.broker.revoked(identity.jti):
+            raise AuthError("The token has been revoked.")
+        return identity
 
     def _close_token(self, jti: str) -> None:
         for client in list(self.clients):
             if client.identity.jti == jti:
                 client.close_soon(1008, "The token has been revoked.")
+
+    # --- the other processes ------------------------------------------------------------
+
+    def _from_broker(self, message: BrokerMessage) -> None:
+        """A message from another process (parsed and checked by the broker)."""
+        if isinstance(message, Deliver):
+            text = json.dumps(message.payload)
+            self._send_text(self._local_audience(message.audience), text)
+        else:
+            self._close_token(message.jti)
+
+    def _track_presence(self, client: Client) -> None:
+        """Call after a connection's identity or membership changes."""
+        signed_in = client.identity.authenticated and client in self.clients
+        left, came = self._presence.set(client, client.identity.user if signed_in else None)
+        if left is not None:
+            self.broker.user_offline(left)
+        if came is not None:
+            self.broker.user_online(came)
+
+    def _local_audience(self, to: User | Room | None) -> list[Client]:
+        if to is None:
+            return list(self.clients)
+        if isinstance(to, User):
+            return self.clients_of(to.name)
+        return self.rooms.members(to.name)
+
+    @staticmethod
+    def _send_text(targets: Iterable[Client], text: str) -> int:
+        encoded = text.encode()
+        count = 0
+        for client in targets:
+            client.send_text(text, encoded=encoded)
+            count += 1
+        return count
 
     # --- for plugins ----------------------------------------------------------------
 
@@ -764,27 +833,44 @@ class zBifrost:
             c for c in list(self.clients) if c.identity.authenticated and c.identity.user == user
         ]
 
-    def send_to(self, user: str, payload: dict[str, Any]) -> int:
-        """Send one event to every connection of ``user``; returns how many."""
-        return self.broadcast(payload, to=self.clients_of(user))
+    def send_to(self, user: str, payload: dict[str, Any]) -> Delivery:
+        """Send one event to every connection of ``user``, in every process."""
+        return self.broadcast(payload, to=User(user))
 
     def broadcast(
-        self, payload: dict[str, Any], to: Iterable[Client] | Callable[[Client], bool] | None = None
-    ) -> int:
-        """Send one event to many clients (all by default); returns how many."""
+        self,
+        payload: dict[str, Any],
+        to: User | Room | Iterable[Client] | Callable[[Client], bool] | None = None,
+    ) -> Delivery:
+        """Send one event to everyone (``to=None``), a ``User`` or a ``Room``, in every
+        process; or to some of this process's clients (a list, or a filter). The
+        ``Delivery`` says how many connections here got it at once, and whether the
+        other processes were reached (``failed``, ``wait_shared()``)."""
         text = json.dumps(payload)
-        if to is None:
-            targets: Iterable[Client] = list(self.clients)
-        elif callable(to):
-            targets = [client for client in list(self.clients) if to(client)]
-        else:
-            targets = to
-        encoded = text.encode()
-        count = 0
-        for client in targets:
-            client.send_text(text, encoded=encoded)
-            count += 1
-        return count
+        if to is None or isinstance(to, User | Room):
+            local = self._send_text(self._local_audience(to), text)
+            return Delivery(local, self.broker.publish(Deliver(self.broker.node, to, payload)))
+        if callable(to):
+            return Delivery(self._send_text([c for c in list(self.clients) if to(c)], text))
+        return Delivery(self._send_text(to, text))
+
+    def join(self, client: Client, room: str) -> bool:
+        """Put ``client`` in ``room`` (a name of 1 to 256 characters) until it leaves or
+        disconnects; False if it was in it already. ValueError for a bad name."""
+        return self.rooms.join(client, room)
+
+    def leave(self, client: Client, room: str) -> bool:
+        """Take ``client`` out of ``room``; False if it was not in it."""
+        return self.rooms.leave(client, room)
+
+    def local_users(self) -> frozenset[str]:
+        """The users signed in to this process."""
+        return self._presence.users()
+
+    async def online_users(self) -> frozenset[str]:
+        """The users signed in to any process of the service (this one's without a
+        broker). BrokerUnavailable while the broker is away."""
+        return await self.broker.online_users()
 
 
 def _json_scalar(value: Any, encode: Callable[[Any], str]) -> str:
