@@ -66,10 +66,26 @@ def _serve(args: argparse.Namespace) -> int:
         http["port"] = args.http_port
     if args.no_auth:
         websocket["require_auth"] = False
+    if args.broker is not None:
+        websocket["broker"] = args.broker
     if args.fast is not None:
         websocket["fast"] = args.fast
     spark.update(websocket=websocket, http_server=http)
+    if args.workers > 1:
+        from .workers import serve_workers
+
+        return serve_workers(spark, args.workers)
     return zCLI(spark).run()
+
+
+def _workers(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return count
 
 
 def _user_add(args: argparse.Namespace) -> int:
@@ -120,6 +136,18 @@ def build_parser(registry: Registry) -> argparse.ArgumentParser:
     serve.add_argument("--ws-port", type=int, help="the zBifrost port (default 56891)")
     serve.add_argument("--http-port", type=int, help="the zServer port (default 8080)")
     serve.add_argument("--no-auth", action="store_true", help="accept clients without a token")
+    serve.add_argument(
+        "--broker",
+        metavar="URL",
+        help="redis://HOST:PORT/DB: processes sharing it serve as one (websocket.broker)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        metavar="N",
+        help="N processes on the same ports, sharing the broker (default 1)",
+    )
     serve.add_argument(
         "--fast",
         action=argparse.BooleanOptionalAction,

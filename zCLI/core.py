@@ -8,7 +8,7 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TextIO
 
 from . import fast
@@ -38,6 +38,9 @@ class zCLI:
     zAuth, zComm (the zBifrost bridge) and zServer are built on first use, so Terminal
     mode never creates their files or sockets.
     """
+
+    # zcli serve --workers: called once zBifrost (and zServer) listen
+    on_listening: Callable[[], None] | None = None
 
     def __init__(self, zSpark: Mapping[str, Any] | None = None) -> None:
         self.config: Config = load_config(zSpark)
@@ -126,6 +129,8 @@ class zCLI:
                 self.server.start()
                 if renderer is not None:
                     renderer.write(f"zServer listening on {self.server.url}")
+            if self.on_listening is not None:
+                self.on_listening()
             await stop.wait()
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM):

@@ -83,6 +83,8 @@ def _peer(address: Any) -> str:
 class zServer:
     """zServer for one app: built (and its serve_path checked) by ``zcli.server``."""
 
+    reuse_port = False  # zcli serve --workers: the workers' sockets share the port
+
     def __init__(self, zcli: zCLI) -> None:
         self.zcli = zcli
         self.config = zcli.config.http_server
@@ -124,7 +126,10 @@ class zServer:
         family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
         try:
             listener = socket.create_server(
-                (self.config.host, self.config.port), family=family, backlog=socket.SOMAXCONN
+                (self.config.host, self.config.port),
+                family=family,
+                backlog=socket.SOMAXCONN,
+                reuse_port=self.reuse_port,
             )
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
