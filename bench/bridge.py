@@ -34,6 +34,13 @@ Memory: a fresh server process; its resident memory (VmRSS) with 1,000 and 5,000
 connections minus with none, per connection; the clients (websockets' asyncio client,
 in the generator's process) offer permessage-deflate or not.
 
+Fan-out (``--fanout``): 1,000 and 10,000 idle connections subscribe (each waits for the
+answer, so it is registered), then one more connection asks the server, round after
+round, to send ``{"event": "tick", "n": N}`` to all of them: zBifrost through a plugin
+event calling ``bridge.broadcast``, the bare servers through ``websockets.broadcast``. A
+round ends when every subscriber has its tick N, checked byte for byte. Per run:
+deliveries a second, server CPU per delivery and the median time a round takes.
+
 Servers alternate within each repeat, the order rotated every repeat, so drift hits
 each alike; figures are medians of ``--repeats``. CPU per request stays comparable on a
 busy machine when rates do not: read it first.
@@ -58,6 +65,22 @@ from typing import Any
 import websockets
 
 ZUI = "Main:\n  ~Root*: [^Ping]\n  ^Ping: Pong!\n"
+# zBifrost's side of the fan-out runs: a plugin in the bench's workspace
+FANOUT_PLUGIN = """
+from zCLI import Plugin
+
+def subscribe(ctx, data):
+    return None  # every client gets a broadcast; the answer says this one is registered
+
+def fanout(ctx, data):
+    ctx.bridge.broadcast({"event": "tick", "n": data["n"]})
+
+PLUGIN = Plugin("bench", events={"bench.subscribe": subscribe, "bench.fanout": fanout})
+"""
+FANOUT_SERVERS = ("zbifrost", "zbifrost-fast", "bare", "bare-uvloop")
+SUBSCRIBE = b'{"event": "bench.subscribe", "_requestId": 0}'
+FANOUT = b'{"event": "bench.fanout", "data": {"n": %d}, "_requestId": %d}'
+TICK_EVENT = b'{"event": "tick", "n": %d}'  # json.dumps' form, which both sides write
 SERVERS = ("zbifrost", "zbifrost-fast", "bare", "bare-uvloop", "picows")
 # the report's ratio columns (numerator / denominator, when both were measured; label)
 RATIOS = (("zbifrost", "bare", "z/bare"), ("zbifrost-fast", "bare", "fast/bare"),
@@ -122,17 +145,33 @@ def serve_zbifrost(workspace: str, compression: str, fast: bool) -> None:
 
 
 def serve_bare(use_uvloop: bool) -> None:
-    from websockets.asyncio.server import ServerConnection, serve
+    from websockets.asyncio.server import ServerConnection, broadcast, serve
+    from websockets.exceptions import ConnectionClosed
+
+    subscribers: set[ServerConnection] = set()
 
     async def handler(ws: ServerConnection) -> None:
         protocol = ws.protocol
-        async for frame in ws:
-            request = json.loads(frame)
-            reply = json.dumps(
-                {"result": {"message": "Pong!"}, "_requestId": request["_requestId"]}
-            )
-            protocol.send_text(reply.encode())  # written now, as zBifrost writes
-            ws.send_data()
+        try:
+            async for frame in ws:
+                request = json.loads(frame)
+                event = request["event"]
+                if event == "bench.fanout":
+                    broadcast(subscribers, json.dumps({"event": "tick", "n": request["data"]["n"]}))
+                    continue
+                if event == "bench.subscribe":
+                    subscribers.add(ws)
+                    reply = json.dumps({"result": None, "_requestId": request["_requestId"]})
+                else:
+                    reply = json.dumps(
+                        {"result": {"message": "Pong!"}, "_requestId": request["_requestId"]}
+                    )
+                protocol.send_text(reply.encode())  # written now, as zBifrost writes
+                ws.send_data()
+        except ConnectionClosed:
+            pass  # a generator that disconnects without closing
+        finally:
+            subscribers.discard(ws)
 
     async def main() -> None:
         async with serve(handler, "127.0.0.1", 0, max_size=2**20) as server:
@@ -410,12 +449,88 @@ async def memory_run(target: dict[str, Any], count: int, deflate: bool) -> dict[
     return {"bytes": (after - before) / count, "deflated": negotiated, "load": load}
 
 
+async def fanout_run(
+    target: dict[str, Any], count: int, timing: dict[str, float]
+) -> dict[str, Any]:
+    """``count`` subscribers; rounds of one broadcast to all, each round after the last."""
+    from picows import WSCloseCode, WSListener, WSMsgType, ws_connect
+
+    loop = asyncio.get_running_loop()
+    state = {"round": -1, "left": 0, "mismatched": 0}
+    round_done = asyncio.Event()
+
+    class Subscriber(WSListener):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.subscribed = loop.create_future()
+            self.transport: Any = None
+
+        def on_ws_connected(self, transport: Any) -> None:
+            self.transport = transport
+            transport.send(WSMsgType.TEXT, SUBSCRIBE)
+
+        def on_ws_frame(self, transport: Any, frame: Any) -> None:
+            if frame.msg_type is not WSMsgType.TEXT:
+                return
+            payload = frame.get_payload_as_bytes()
+            if payload == TICK_EVENT % state["round"]:
+                state["left"] -= 1
+                if state["left"] == 0:
+                    round_done.set()
+            elif b'"_requestId"' in payload and not self.subscribed.done():
+                self.subscribed.set_result(None)
+            elif not payload.startswith(target["greeting"].encode()):
+                state["mismatched"] += 1
+
+    subscribers: list[Subscriber] = []
+    while len(subscribers) < count:
+        batch = min(100, count - len(subscribers))  # within the listen backlog
+        opened = await asyncio.gather(
+            *(ws_connect(Subscriber, target["url"]) for _ in range(batch))
+        )
+        subscribers += [listener for _transport, listener in opened]
+    await asyncio.wait_for(asyncio.gather(*(s.subscribed for s in subscribers)), 30)
+    trigger_transport, _trigger = await ws_connect(WSListener, target["url"])  # answers unread
+
+    async def one_round() -> float:
+        state["round"] += 1
+        state["left"] = count
+        round_done.clear()
+        started = time.perf_counter()
+        trigger_transport.send(WSMsgType.TEXT, FANOUT % (state["round"], state["round"]))
+        await asyncio.wait_for(round_done.wait(), 30)
+        return time.perf_counter() - started
+
+    warm_until = time.perf_counter() + timing["warm"]
+    while time.perf_counter() < warm_until:
+        await one_round()
+    pid = target["pid"]
+    rounds: list[float] = []
+    cpu0, t0 = cpu_seconds(pid), time.perf_counter()
+    while time.perf_counter() - t0 < timing["seconds"] or len(rounds) < 3:
+        rounds.append(await one_round())
+    cpu1, t1 = cpu_seconds(pid), time.perf_counter()
+    load = os.getloadavg()[0]
+    for transport in [trigger_transport] + [s.transport for s in subscribers]:
+        transport.send_close(WSCloseCode.OK)
+        transport.disconnect()
+    deliveries = count * len(rounds)
+    return {
+        "rate": deliveries / (t1 - t0),
+        "cpu_us": 1e6 * (cpu1 - cpu0) / deliveries,
+        "round_ms": 1000 * statistics.median(rounds),
+        "mismatched": state["mismatched"],
+        "load": load,
+    }
+
+
 def generate(config: dict[str, Any]) -> dict[str, Any]:
     client = config["client"]
 
     async def main() -> dict[str, Any]:
         if config["what"] == "memory":
             return await memory_run(config["target"], config["count"], config["deflate"])
+        if config["what"] == "fanout":
+            return await fanout_run(config["target"], config["count"], config["timing"])
         return await load_run(
             config["target"], config["clients"], config["depth"], config["timing"], client
         )
@@ -465,6 +580,8 @@ def main() -> None:
     parser.add_argument("--client", choices=("picows", "sansio"), help="the generator's client")
     parser.add_argument("--shapes", help="clients x in flight, e.g. 10x1,10x16 (all six)")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory runs")
+    parser.add_argument("--no-load", action="store_true", help="skip the request-reply runs")
+    parser.add_argument("--fanout", action="store_true", help="also the fan-out runs")
     parser.add_argument("--json", metavar="FILE", help="also write the medians here")
     parser.add_argument("--zbifrost-compression", default="", help="websocket.compression")
     parser.add_argument("--serve", choices=SERVERS, help=argparse.SUPPRESS)
@@ -486,6 +603,7 @@ def main() -> None:
     repeats = args.repeats or (1 if quick else 3)
     timing = {"warm": 0.5 if quick else 1.0, "seconds": args.seconds or (1.0 if quick else 3.0)}
     counts = (500,) if quick else (1_000, 5_000)
+    fanout_counts = (1_000,) if quick else (1_000, 10_000)
     shapes = SHAPES
     if args.shapes:
         shapes = tuple(
@@ -505,10 +623,18 @@ def main() -> None:
     memory_results: dict[tuple[str, int, bool], list[dict[str, Any]]] = collections.defaultdict(
         list
     )
+    fanout_results: dict[tuple[str, int], list[dict[str, Any]]] = collections.defaultdict(list)
     with tempfile.TemporaryDirectory(prefix="bridge-bench-") as workspace:
         Path(workspace, "zUI.bench.yaml").write_text(ZUI)
+        Path(workspace, "plugins").mkdir()
+        Path(workspace, "plugins", "bench.py").write_text(FANOUT_PLUGIN)
         for repeat in range(repeats):
             order = servers[repeat % len(servers) :] + servers[: repeat % len(servers)]
+            if args.fanout and client == "picows":
+                fanout_repeat(order, fanout_counts, workspace, args.zbifrost_compression,
+                              timing, fanout_results, f"{repeat + 1}/{repeats}")  # fmt: skip
+            if args.no_load:
+                order = []
             running = {kind: Server(kind, workspace, args.zbifrost_compression) for kind in order}
             try:
                 for clients, depth in shapes:
@@ -551,7 +677,10 @@ def main() -> None:
                             f"{result['bytes']:8,.0f} B/conn ({result['deflated']:,} deflated), "
                             f"load {result['load']:.2f}"
                         )
-    report(servers, shapes, load_results, memory_results, repeats, counts)
+    if not args.no_load or not args.no_memory:
+        report(servers, shapes, load_results, memory_results, repeats, counts)
+    if fanout_results:
+        report_fanout(servers, fanout_counts, fanout_results, repeats)
     if args.json:
         medians = {
             f"{kind} {clients}x{depth}": {
@@ -567,6 +696,48 @@ def main() -> None:
         f"websockets {websockets.__version__}; load average at end {os.getloadavg()[0]:.2f}; "
         f"run time {time.perf_counter() - started:.0f} s"
     )
+
+
+def fanout_repeat(order: list[str], counts: tuple[int, ...], workspace: str, compression: str,
+                  timing: dict[str, float], results: dict[tuple[str, int], list[dict[str, Any]]],
+                  label: str) -> None:  # fmt: skip
+    """One repeat of the fan-out runs: a fresh server per count and kind."""
+    for count in counts:
+        for kind in (k for k in order if k in FANOUT_SERVERS):
+            server = Server(kind, workspace, compression)
+            try:
+                config = {"what": "fanout", "client": "picows", "count": count,
+                          "timing": timing, "target": target_of(server)}  # fmt: skip
+                result = run_generator(config)
+            finally:
+                server.stop()
+            results[kind, count].append(result)
+            log(
+                f"  {label} {kind:12} fan-out to {count:6,}: {result['rate']:9,.0f} deliveries/s, "
+                f"{result['cpu_us']:5.2f} us CPU each, round {result['round_ms']:6.1f} ms, "
+                f"load {result['load']:.2f}"
+                + (f", MISMATCHED {result['mismatched']}" if result["mismatched"] else "")
+            )
+
+
+def report_fanout(servers: list[str], counts: tuple[int, ...],
+                  results: dict[tuple[str, int], list[dict[str, Any]]],
+                  repeats: int) -> None:  # fmt: skip
+    kinds = [k for k in servers if k in FANOUT_SERVERS]
+    print()
+    print(f"fan-out, medians of {repeats}: deliveries/s, server CPU per delivery, round time")
+    print(f"{'subscribers':28}" + "".join(f" {kind:>30}" for kind in kinds))
+    for count in counts:
+        cells = []
+        for kind in kinds:
+            runs = results[kind, count]
+            rate, cpu = median([r["rate"] for r in runs]), median([r["cpu_us"] for r in runs])
+            round_ms = median([r["round_ms"] for r in runs])
+            cells.append(f"{rate:9,.0f}/s {cpu:5.2f} us {round_ms:6.1f} ms")
+        print(f"{count:<28,}" + "".join(f" {c:>30}" for c in cells))
+    loads = [r["load"] for rs in results.values() for r in rs]
+    mismatched = sum(r["mismatched"] for rs in results.values() for r in rs)
+    print(f"load average (median) {median(loads):.2f}; mismatched ticks: {mismatched}")
 
 
 def report(servers: list[str], shapes: tuple[tuple[int, int], ...],

@@ -22,6 +22,8 @@ class Location:
 class Hat:
     """zHat: wizard step results, read by position (``zHat[0]``) or name (``zHat["x"]``)."""
 
+    __slots__ = ("_values", "_names")  # one per session, so per bridge connection
+
     def __init__(self) -> None:
         self._values: list[Any] = []
         self._names: dict[str, int] = {}
@@ -47,7 +49,7 @@ class Hat:
         return list(self._values)
 
 
-@dataclass
+@dataclass(slots=True)  # one per bridge connection: no __dict__
 class Session:
     location: Location
     breadcrumbs: list[Location] = field(default_factory=list)

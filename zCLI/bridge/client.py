@@ -14,12 +14,11 @@ so characters are bytes). A client that reads too slowly overflows it and is clo
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import logging
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
@@ -44,11 +43,15 @@ COALESCE_BYTES = 16 * 1024
 class Client:
     # the bridge's JSON writer; FastClient's in fast mode
     encode: Callable[[Any], str] = staticmethod(strict_json.dumps)
+    # Clients whose framed bytes are written when the loop next turns. Each bridge
+    # has a subclass with a list of its own (``for_bridge``), so one loop's list never
+    # waits on another's callback.
+    due: ClassVar[list[Client]] = []
     __slots__ = (
-        "ws", "session", "identity", "id", "bucket", "dispatching", "inputs", "overflowed",
-        "state", "_lock", "_gone", "_finished", "_queue", "_queue_size", "_queue_bytes",
-        "queued_bytes", "_writer", "_closer", "_flushing", "_framed", "_sequence",
-        "_input_ids",
+        "ws", "session", "identity", "id", "bucket", "dispatching", "_inputs", "overflowed",
+        "_state", "_lock", "_gone", "_finished", "_queue", "_queue_size", "_queue_bytes",
+        "queued_bytes", "_writer", "_closer", "_flushing", "_framed", "_next_request",
+        "_next_input",
     )  # fmt: skip
 
     def __init__(
@@ -66,10 +69,10 @@ class Client:
         self.id = uuid.uuid4().hex
         self.bucket = bucket
         self.dispatching = 0  # dispatches started and not finished
-        self.inputs: dict[str, asyncio.Future[str | None]] = {}
         self.overflowed = False
-        self.state: dict[str, Any] = {}  # plugins keep per-connection state here, by name
         # An idle connection holds none of these: each is made when first needed.
+        self._inputs: dict[str, asyncio.Future[str | None]] | None = None
+        self._state: dict[str, Any] | None = None
         self._lock: asyncio.Lock | None = None
         self._gone: asyncio.Event | None = None
         self._finished = False
@@ -81,8 +84,27 @@ class Client:
         self._closer: asyncio.Task[None] | None = None
         self._flushing = False  # a flush of the framed bytes is scheduled
         self._framed = 0  # bytes framed for that flush: they count as the socket's buffer
-        self._sequence = itertools.count()
-        self._input_ids = itertools.count(1)
+        self._next_request = 0  # the _requestId of the next request that has none
+        self._next_input = 1
+
+    @classmethod
+    def for_bridge(cls) -> type[Client]:
+        """This class with its own ``due`` list, for one bridge's clients."""
+        return type(cls.__name__, (cls,), {"__slots__": (), "due": []})
+
+    @property
+    def inputs(self) -> dict[str, asyncio.Future[str | None]]:
+        """The prompts waiting for an ``input_response``, by input id."""
+        if self._inputs is None:
+            self._inputs = {}
+        return self._inputs
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """Plugins keep per-connection state here, by name."""
+        if self._state is None:
+            self._state = {}
+        return self._state
 
     @property
     def lock(self) -> asyncio.Lock:
@@ -93,10 +115,16 @@ class Client:
 
     def request_id(self, given: bool, value: Any) -> Any:
         """The client's ``_requestId`` verbatim, else this connection's next number."""
-        return value if given else next(self._sequence)
+        if given:
+            return value
+        number = self._next_request
+        self._next_request = number + 1
+        return number
 
     def new_input_id(self) -> str:
-        return f"input-{next(self._input_ids)}"
+        number = self._next_input
+        self._next_input = number + 1
+        return f"input-{number}"
 
     def send(self, payload: dict[str, Any]) -> None:
         """Send one JSON message. A payload that is not strict JSON (a plugin returned a
@@ -134,7 +162,10 @@ class Client:
                     self.flush()
                 elif flush and not self._flushing:
                     self._flushing = True
-                    asyncio.get_running_loop().call_soon(self._flush_soon)
+                    due = self.due
+                    if not due:  # one callback writes every client's frames (a fan-out)
+                        asyncio.get_running_loop().call_soon(_flush_due, due)
+                    due.append(self)
             return
         queue = self._queue
         if queue is None:
@@ -152,10 +183,6 @@ class Client:
         """Bytes framed for this client and not yet handed to its socket (at most
         about ``COALESCE_BYTES``: larger runs are written at once)."""
         return self._framed
-
-    def _flush_soon(self) -> None:
-        self._flushing = False
-        self.flush()
 
     def flush(self) -> None:
         """Write every frame framed and not yet written, in one system call."""
@@ -240,13 +267,23 @@ class Client:
         """The connection is over: stop writing and answer pending prompts with None."""
         if self._writer is not None:
             self._writer.cancel()
-        for future in self.inputs.values():
-            if not future.done():
-                future.set_result(None)
-        self.inputs.clear()
+        if self._inputs is not None:
+            for future in self._inputs.values():
+                if not future.done():
+                    future.set_result(None)
+            self._inputs.clear()
         self._finished = True
         if self._gone is not None:
             self._gone.set()
+
+
+def _flush_due(due: list[Client]) -> None:
+    """Write the framed bytes of every client in ``due`` (each in one system call)."""
+    clients = list(due)
+    due.clear()
+    for client in clients:
+        client._flushing = False
+        client.flush()
 
 
 class FastClient(Client):

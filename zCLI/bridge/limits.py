@@ -10,6 +10,8 @@ __all__ = ["LogThrottle", "TokenBucket"]
 class TokenBucket:
     """``rate`` tokens a second, holding at most ``burst``; each message takes one."""
 
+    __slots__ = ("rate", "burst", "tokens", "updated")  # one per connection: no __dict__
+
     def __init__(self, rate: float, burst: int, now: float) -> None:
         self.rate = rate
         self.burst = float(burst)

@@ -142,7 +142,7 @@ class zBifrost:
         self.reuse_port = False  # zcli serve --workers: processes share the port
         # fast mode (zCLI.fast): JSON read and written by orjson, the strict rules kept
         self._loads = strict_json.fast_loads if self.config.fast else strict_json.loads
-        self._client_type = FastClient if self.config.fast else Client
+        self._client_type = (FastClient if self.config.fast else Client).for_bridge()
         # (block, file, zKey) -> the start of the reply to a key whose result never
         # changes (a message): built on its first dispatch, None for other keys that exist
         self._constant_replies: dict[tuple[str, Path, str], str | None] = {}
