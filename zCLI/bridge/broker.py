@@ -178,9 +178,11 @@ def parse_message(data: bytes | str, max_size: int) -> BrokerMessage:
     if body.get("v") != PROTOCOL_VERSION:
         raise BrokerMessageError(f"The message is not of version {PROTOCOL_VERSION}.")
     kind = body.get("type")
-    message_class = MESSAGES.get(kind) if isinstance(kind, str) else None
+    if not isinstance(kind, str):
+        raise BrokerMessageError("The message has no type.")
+    message_class = MESSAGES.get(kind)
     if message_class is None:
-        raise BrokerMessageError(f"There is no broker message type {str(kind)[:40]!r}.")
+        raise BrokerMessageError(f"There is no broker message type {kind[:40]!r}.")
     return message_class.from_json(body)
 
 
