@@ -428,9 +428,9 @@ class zBifrost:
         finally:
             self._admitted.discard(ws)
             pending.finish()
+            self.rooms.discard(pending)  # a public event may have put it in a room
             if client is not None:
                 self.clients.discard(client)
-                self.rooms.discard(client)
                 self._track_presence(client)
                 await self._extensions.run_hooks("disconnect", EventContext(self, client, None))
 
