@@ -18,6 +18,7 @@ from .exceptions import (
     zUIError,
 )
 from .plugins import HOOKS, Command, Plugin, Registry
+from .postgres import PostgresDatabase, is_postgres_url, redacted
 from .session import Session
 from .version import __version__
 from .walker import zWalker
@@ -61,6 +62,7 @@ __all__ = [
     "Outcome",
     "Plugin",
     "PluginError",
+    "PostgresDatabase",
     "Registry",
     "RequestError",
     "Session",
@@ -69,7 +71,9 @@ __all__ = [
     "__version__",
     "zAuth",
     "zBifrost",
+    "is_postgres_url",
     "load_config",
+    "redacted",
     "zCLI",
     "zCLIError",
     "zUIError",

@@ -3,7 +3,8 @@
 Everything zAuth keeps is in the app's state folder (``state_dir``, default
 ``<workspace>/.zcli``, mode 0700): the signing secret ``secret`` (mode 0600, made once
 unless ``auth.secret`` is set), the revocation database and, by default, the users
-file (see zCLI.users). The constructor checks each of them with a real read and write
+file (see zCLI.users; ``auth.users_database`` puts the users in PostgreSQL instead).
+The constructor checks each of them with a real read and write
 and raises ``StorageError`` naming the path, so a broken workspace stops ``zcli`` at
 start instead of failing a client's first sign-in.
 
@@ -52,7 +53,7 @@ from .statefiles import (
     storage_error,
 )
 from .throttle import FailedSignIns
-from .users import UserStore, open_user_store
+from .users import PostgresUsers, UserStore, open_user_store
 
 __all__ = ["ANONYMOUS", "AuthError", "Identity", "hash_password", "verify_password", "zAuth"]
 
@@ -139,7 +140,11 @@ class zAuth:
         self._lock = threading.Lock()  # zServer's threads and the loop share the database
         self._db = self._open_revocations()
         try:
-            self.users: UserStore = open_user_store(self.users_path)
+            self.users: UserStore = (
+                PostgresUsers(config.users_database)
+                if config.users_database
+                else open_user_store(self.users_path)
+            )
         except StorageError:
             self._db.close()
             raise
@@ -201,6 +206,11 @@ class zAuth:
                 "A user's name, password and role must be valid text.", "invalid_message"
             )
         self.users.put(username, hash_password(password), role)
+
+    def user_exists(self, username: str) -> bool:
+        """Whether the store has ``username``; StorageError with a sentence that names
+        no file or database (the detail is logged) when the store cannot be read."""
+        return _encodable(username) and self._lookup(username) is not None
 
     def remove_user(self, username: str) -> bool:
         """Delete a user, which ends their tokens; False when there was no such user."""

@@ -92,7 +92,7 @@ def _user_add(args: argparse.Namespace) -> int:
     password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass()
     z = zCLI({"zWorkspace": args.workspace})
     z.auth.add_user(args.username, password, args.role)
-    sys.stdout.write(f"User {args.username!r} ({args.role}) saved in {z.auth.users_path}.\n")
+    sys.stdout.write(f"User {args.username!r} ({args.role}) saved in {z.auth.users.where}.\n")
     return 0
 
 

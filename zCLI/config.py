@@ -21,6 +21,7 @@ import yaml
 
 from . import fast
 from .exceptions import ConfigError
+from .postgres import is_postgres_url, redacted
 
 __all__ = [
     "CONFIG_FILE",
@@ -80,6 +81,7 @@ class HttpConfig:
 @dataclass(frozen=True)
 class AuthConfig:
     users_file: str = "users.yaml"
+    users_database: str | None = None  # postgresql://...: users there, not in users_file
     secret: str = ""
     token_ttl: float = 3600.0
     revocations_file: str = "revoked_tokens.sqlite3"
@@ -117,6 +119,16 @@ def _text(value: Any, from_env: bool) -> str:
 
 def _optional_text(value: Any, from_env: bool) -> str | None:
     return None if value is None else _text(value, from_env)
+
+
+def _postgres_url(value: Any, from_env: bool) -> str | None:
+    """None, or postgresql://[USER[:PASSWORD]@]HOST[:PORT]/DB (postgres:// too)."""
+    if value is None:
+        return None
+    text = _text(value, from_env)
+    if not is_postgres_url(text) or not urlsplit(text).path.strip("/"):
+        raise ValueError(f"expected postgresql://HOST:PORT/DB, got {redacted(text)!r}")
+    return text
 
 
 def _bool(value: Any, from_env: bool) -> bool:
@@ -273,6 +285,7 @@ SECTIONS: dict[str, tuple[type, dict[str, Checker]]] = {
         AuthConfig,
         {
             "users_file": _text,
+            "users_database": _postgres_url,
             "secret": _text,
             "token_ttl": _positive_float,
             "revocations_file": _text,

@@ -1,13 +1,16 @@
-"""Where zAuth's users live: a YAML file, or a ``users`` table in the app's SQLite file.
+"""Where zAuth's users live: a YAML file, a ``users`` table in the app's SQLite file, or
+a ``zcli_users`` table in PostgreSQL (``auth.users_database``), which the processes
+of one service share across machines.
 
-``open_user_store`` picks by suffix: ``.sqlite3``, ``.sqlite`` or ``.db`` is a database
-(the table is created if missing, so an app can keep its accounts beside its own
-tables); anything else is YAML ``{users: {name: {password, role}}}``. Both keep only
-scrypt hashes.
+``open_user_store`` picks a file store by suffix: ``.sqlite3``, ``.sqlite`` or ``.db``
+is a database (the table is created if missing, so an app can keep its accounts beside
+its own tables); anything else is YAML ``{users: {name: {password, role}}}``. Every
+store keeps only scrypt hashes.
 
-Both stores are checked when they open (readable, parseable, and writable by a real
-write), and every failed read or write raises ``StorageError`` naming the file, so a
-broken store is found at start-up and never mistaken for "no such user". The YAML file
+Every store is checked when it opens (readable, parseable, and writable by a real
+write), and every failed read or write raises ``StorageError`` naming the store (a
+database URL without its password), so a broken store is found at start-up and never
+mistaken for "no such user". PostgreSQL connects again by itself after an outage. The YAML file
 is replaced atomically (mode 0600) and re-parsed only when it changes on disk, since
 ``zAuth.verify`` looks a user up for every token.
 """
@@ -22,9 +25,10 @@ from typing import Any, Protocol
 import yaml
 
 from .exceptions import StorageError
+from .postgres import PostgresDatabase
 from .statefiles import check_database, check_writable_folder, storage_error, write_atomically
 
-__all__ = ["SqliteUsers", "UserStore", "YamlUsers", "open_user_store"]
+__all__ = ["PostgresUsers", "SqliteUsers", "UserStore", "YamlUsers", "open_user_store"]
 
 DATABASE_SUFFIXES = (".sqlite3", ".sqlite", ".db")
 
@@ -32,7 +36,7 @@ DATABASE_SUFFIXES = (".sqlite3", ".sqlite", ".db")
 class UserStore(Protocol):
     """What zAuth needs from a user store; failures raise StorageError."""
 
-    path: Path
+    where: str  # the file, or the database URL without its password
 
     def get(self, username: str) -> tuple[str, str] | None:
         """(password hash, role), or None for an unknown user."""
@@ -51,6 +55,7 @@ class YamlUsers:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.where = str(path)
         self._lock = threading.Lock()  # zServer's threads, the loop and the hash pool
         self._seen: tuple[int, int, int] | None = None
         self._document: dict[str, Any] = {}
@@ -130,6 +135,7 @@ class SqliteUsers:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.where = str(path)
         self._lock = threading.Lock()
         try:
             self._db = sqlite3.connect(path, check_same_thread=False)
@@ -179,6 +185,61 @@ class SqliteUsers:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+class PostgresUsers:
+    """Users in the ``zcli_users`` table of a PostgreSQL database, created (and later
+    migrated) when the store opens, so an app's own tables can live beside it."""
+
+    MIGRATIONS = (
+        "CREATE TABLE zcli_users (name TEXT PRIMARY KEY, password TEXT NOT NULL, "
+        "role TEXT NOT NULL)",
+    )
+    LOCK_KEY = 0x7A417574  # "zAut": the advisory lock its migrations hold
+
+    def __init__(self, url: str, connect_timeout: float = 2.0) -> None:
+        self.database = PostgresDatabase(
+            url,
+            open_error="Cannot open the users database {name}: {reason}.",
+            run_error="Cannot use the users database {name} ({action}: {reason}).",
+            connect_timeout=connect_timeout,
+        )
+        self.where = self.database.name
+        self.database.opened(self.MIGRATIONS, self.LOCK_KEY, "zcli_users_schema")
+        self.database.run("checking it", self._check)
+
+    @staticmethod
+    def _check(db: Any) -> None:
+        """A real write that changes nothing, like the file stores' start-up check."""
+        with db.transaction():
+            db.execute("DELETE FROM zcli_users WHERE false")
+
+    def get(self, username: str) -> tuple[str, str] | None:
+        def work(db: Any) -> Any:
+            query = "SELECT password, role FROM zcli_users WHERE name = %s"
+            return db.execute(query, (username,)).fetchone()
+
+        row = self.database.run("reading a user", work)
+        return (str(row[0]), str(row[1])) if row else None
+
+    def put(self, username: str, password_hash: str, role: str) -> None:
+        self.database.run(
+            "saving a user",
+            lambda db: db.execute(
+                "INSERT INTO zcli_users VALUES (%s, %s, %s) ON CONFLICT (name) DO UPDATE "
+                "SET password = excluded.password, role = excluded.role",
+                (username, password_hash, role),
+            ),
+        )
+
+    def remove(self, username: str) -> bool:
+        def work(db: Any) -> int:
+            return int(db.execute("DELETE FROM zcli_users WHERE name = %s", (username,)).rowcount)
+
+        return self.database.run("removing a user", work) > 0
+
+    def close(self) -> None:
+        self.database.close()
 
 
 def open_user_store(path: Path) -> UserStore:

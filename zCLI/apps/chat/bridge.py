@@ -338,7 +338,7 @@ async def _register(ctx: Ctx, data: Any) -> dict[str, Any]:
     if not chat.available:
         raise StorageError(UNAVAILABLE)
     auth = ctx.bridge.zcli.auth
-    if event.username in chat.core.users or auth.users.get(event.username) is not None:
+    if event.username in chat.core.users or auth.user_exists(event.username):
         raise RequestError(f"There is already a user named {event.username!r}.", "user_exists")
     most = chat.core.limits.max_users
     if len(chat.core.users) >= most:
@@ -346,7 +346,11 @@ async def _register(ctx: Ctx, data: Any) -> dict[str, Any]:
             f"The chat server has {most} accounts, the most allowed; no more can be created.",
             "too_many_users",
         )
-    await asyncio.to_thread(auth.add_user, event.username, event.password, "user")
+    try:
+        await asyncio.to_thread(auth.add_user, event.username, event.password, "user")
+    except StorageError as exc:  # its sentence names the store: logged, not sent
+        log.error("the account %r could not be saved: %s", event.username, exc.message)
+        raise StorageError(UNAVAILABLE) from None
     await chat.apply(chat.core.registered(event.username))
     identity = auth.issue(event.username, "user")
     return {"user": event.username, "token": identity.token}

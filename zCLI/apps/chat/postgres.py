@@ -18,12 +18,10 @@ call connects again, which is how the chat's probe notices the database is back.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
 
-from zCLI import StorageError
+from zCLI import PostgresDatabase, is_postgres_url, redacted
 
 from .core import (
     AddUser,
@@ -55,99 +53,25 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL);
     """,
 )
-R = TypeVar("R")
 _LOCK_KEY = 0x7A436861  # "zCha": the advisory lock migrations hold
-_SCHEMES = ("postgresql://", "postgres://")
-
-
-def is_postgres_url(db: str) -> bool:
-    return db.startswith(_SCHEMES)
-
-
-def redacted(url: str) -> str:
-    """``url`` without its password, for sentences and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 class PostgresStorage(StoredRows):
-    """One connection, used by the writer thread (and by reads at start-up and after
-    an outage, which the lock keeps apart); it reconnects when a call finds it lost."""
+    """zCLI's ``PostgresDatabase`` (one connection, replaced when found broken), used by
+    the writer thread and by reads at start-up and after an outage."""
 
     def __init__(self, url: str, connect_timeout: float = 2.0) -> None:
-        try:
-            import psycopg
-        except ImportError:
-            raise StorageError(
-                "The chat database is PostgreSQL, but psycopg is not installed: "
-                "pip install 'zCLI[cluster]'."
-            ) from None
-        self._psycopg = psycopg
-        self.url = url
-        self.name = redacted(url)
-        self.connect_timeout = connect_timeout
-        self._lock = threading.Lock()
-        self._db: Any = None  # psycopg.Connection, or None until (re)connected
-        try:
-            with self._lock:
-                self._migrate(self._connection())
-        except (psycopg.Error, OSError) as exc:
-            self.close()
-            raise StorageError(
-                f"The chat database {self.name} cannot be opened: {_reason(exc)}."
-            ) from None
+        self.database = PostgresDatabase(
+            url,
+            open_error="The chat database {name} cannot be opened: {reason}.",
+            run_error=UNAVAILABLE[:-1] + " ({action}: {reason}).",
+            connect_timeout=connect_timeout,
+        )
+        self.url, self.name = url, self.database.name
+        self.database.opened(MIGRATIONS, _LOCK_KEY, "schema_version")
 
-    def _connection(self) -> Any:
-        if self._db is None or self._db.closed:
-            self._db = self._psycopg.connect(
-                self.url, autocommit=True, connect_timeout=max(1, round(self.connect_timeout))
-            )
-        return self._db
-
-    def _migrate(self, db: Any) -> None:
-        with db.transaction():
-            db.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-            db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            row = db.execute("SELECT max(version) FROM schema_version").fetchone()
-            current = row[0] or 0
-            if current > len(MIGRATIONS):
-                raise self._psycopg.DataError(
-                    f"its schema is version {current}, newer than this zCLI knows "
-                    f"({len(MIGRATIONS)})"
-                )
-            for version in range(current + 1, len(MIGRATIONS) + 1):
-                db.execute(MIGRATIONS[version - 1])
-                db.execute("INSERT INTO schema_version VALUES (%s)", (version,))
-
-    def _run(self, action: str, work: Callable[[Any], R]) -> R:
-        """``work(connection)`` under the lock; a database error becomes the sentence.
-        A connection found broken (the server restarted, an idle connection cut) is
-        replaced and ``work`` runs once more on a fresh one, so a server that is back
-        costs the chat no outage: every write here is idempotent, so repeating one that
-        committed just before the connection broke changes nothing."""
-        with self._lock:
-            for attempt in range(2):
-                fresh = self._db is None or self._db.closed
-                try:
-                    return work(self._connection())
-                except (self._psycopg.Error, OSError) as exc:
-                    broken = self._db is not None and (self._db.broken or self._db.closed)
-                    if broken:
-                        self._drop()
-                    if not (broken and not fresh and attempt == 0):
-                        sentence = f"{UNAVAILABLE[:-1]} ({action}: {_reason(exc)})."
-                        raise StorageError(sentence) from None
-            raise AssertionError("unreachable: the second attempt returns or raises")
-
-    def _drop(self) -> None:
-        try:
-            self._db.close()
-        except Exception:  # a broken connection may fail to close; it is gone either way
-            pass
-        self._db = None
+    def _run(self, action: str, work: Callable[[Any], Any]) -> Any:
+        return self.database.run(action, work)
 
     def _read(self, action: str, sql: str) -> list[tuple[Any, ...]]:
         return self._run(action, lambda db: list(db.execute(sql).fetchall()))
@@ -174,15 +98,7 @@ class PostgresStorage(StoredRows):
         self._run("checking the database", work)
 
     def close(self) -> None:
-        with self._lock:
-            if self._db is not None:
-                self._drop()
-
-
-def _reason(exc: BaseException) -> str:
-    """The first line of a driver error, without a trailing period."""
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__).rstrip(".")
+        self.database.close()
 
 
 def _bump(cursor: Any, used: int) -> None:

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from zCLI import StorageError, zCLI
+from zCLI import StorageError, is_postgres_url, zCLI
 
 from .storage import open_storage
 
@@ -48,8 +48,11 @@ def run(args: argparse.Namespace) -> int:
         },
         "http_server": http,
     }
-    # Accounts in SQLite: a YAML users file is rewritten whole for each new account.
+    # Accounts in SQLite (a YAML users file is rewritten whole for each new account),
+    # or in the chat's PostgreSQL database beside its messages.
     auth: dict[str, object] = {"users_file": "users.sqlite3"}
+    if args.db is not None and is_postgres_url(args.db):
+        auth["users_database"] = args.db
     if args.token_ttl is not None:
         auth["token_ttl"] = args.token_ttl
     spark["auth"] = auth

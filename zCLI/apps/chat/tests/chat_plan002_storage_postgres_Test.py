@@ -32,6 +32,7 @@ UNAVAILABLE, LOST = section7.UNAVAILABLE, section7.LOST
 class PostgresOutageTest(section7.OutageCase):
     own_server_only = "it stops the PostgreSQL server its own chat server uses"
     server_options = (*section7.OutageCase.server_options, "--max-rate", "100000")
+    accounts_in_database = True  # zcli chat --db postgresql:// keeps zAuth's users there
     postgres: ClassVar[PostgresServer]
 
     @classmethod
@@ -137,7 +138,7 @@ class PostgresOutageTest(section7.OutageCase):
         self.assertEqual(
             [name for (name,) in tables],
             ["counters", "messages", "room_messages", "room_names", "rooms", "schema_version",
-             "users"],
+             "users", "zcli_users", "zcli_users_schema"],
         )  # fmt: skip
 
     async def test_a_postgresql_server_that_does_not_answer_stops_the_start(self) -> None:
