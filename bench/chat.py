@@ -1,6 +1,6 @@
 """zChat against a bare websockets relay of the same shape, measured in the same run.
 
-    python bench/chat.py [--quick] [--users N] [--rate R] [--seconds S] [--repeats N]
+    python bench/chat.py [--quick] [--fast] [--users N] [--rate R] [--seconds S] [--repeats N]
 
 Three processes: this one starts the servers, registers the users and prints the
 report; each server runs in its own process (``zcli chat -s 0`` for zChat, this file
@@ -26,6 +26,8 @@ Per server, alternating zChat and bare so that drift hits both:
   that fails is tried once more before the ramp takes it as the limit.
 - memory: the server's RSS with every user connected, minus with none, per user.
 
+zChat runs on the standard asyncio loop with the json module, as the bare relay does;
+``--fast`` runs it in zBifrost's fast mode instead (uvloop and orjson, ``zCLI[fast]``).
 Figures are medians of ``--repeats``. The servers get raised limits (rate, online,
 users, keep-alive, connections), so only their speed is measured.
 """
@@ -167,14 +169,16 @@ class Server:
             self.process.wait()
 
 
-def start_zchat(workspace: Path, users: int) -> Server:
+def start_zchat(workspace: Path, users: int, fast: bool) -> Server:
     # zBifrost's own limits (connections, per-connection rate) are raised too, through
-    # the workspace's zcli.yaml: zcli chat -s has no options for them.
+    # the workspace's zcli.yaml: zcli chat -s has no options for them. The fast mode is
+    # set either way: left unset it would follow whether the fast extra is installed.
     Path(workspace, "zcli.yaml").write_text(
         "websocket:\n"
         f"  max_connections: {users + 100}\n"
         "  rate_limit: 1000000\n"
         "  rate_burst: 1000000\n"
+        f"  fast: {'true' if fast else 'false'}\n"
     )
     command = [sys.executable, "-m", "zCLI", "chat", "-s", "0", "--workspace", str(workspace),
                "--db", str(workspace / "chat.sqlite3"), "--max-rate", "1000000",
@@ -724,6 +728,8 @@ def report(args: argparse.Namespace, results: dict[str, Any], setup: dict[str, A
         f"zChat vs bare relay: {args.users:,} users, {rate} msg/s offered for "
         f"{args.seconds:g} s per steady run, medians of {args.repeats}"
     )
+    mode = "fast mode (uvloop, orjson)" if args.fast else "standard asyncio loop, json"
+    print(f"zChat: {mode}; bare relay: websockets on the standard asyncio loop, json")
     print(
         f"ramp step holds when delivered >= {HELD_SHARE:.0%} of offered and p99 < "
         f"{args.bound_ms:g} ms (undelivered = infinitely late); steps: {args.step_warm:g} s "
@@ -788,6 +794,9 @@ def main() -> None:
     parser.add_argument("--ramp-start", type=int, default=1000, help="first ramp rate")
     parser.add_argument("--ramp-cap", type=int, default=64000, help="highest ramp rate tried")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--fast", action="store_true", help="zChat in fast mode (uvloop, orjson: zCLI[fast])"
+    )
     parser.add_argument("--serve-bare", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--generate", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -811,7 +820,7 @@ def main() -> None:
         workspace = Path(tmp)
         servers: list[Server] = []
         try:
-            servers.append(start_zchat(workspace, args.users))
+            servers.append(start_zchat(workspace, args.users, args.fast))
             servers.append(start_bare(workspace))
             zchat, bare = servers
             names = user_names(args.users)
