@@ -19,6 +19,7 @@ import re
 import signal
 import sys
 import unittest
+import urllib.request
 from collections.abc import Awaitable, Callable
 from typing import Any
 from unittest import mock
@@ -297,6 +298,14 @@ class TwoBridgesTest(ClusterTestCase):
         self.assertTrue(await one.comm.broadcast(said, to=Room("lobby")).wait_shared())
         await self.assertQuiet(bob)
 
+    async def test_a_payload_the_broker_cannot_carry_goes_nowhere(self) -> None:
+        """NaN is not JSON: broadcast raises ValueError before anyone gets it."""
+        one = await self.bridge("A")
+        ada = await self.signed_in(one, "ada")
+        with self.assertRaises(ValueError):
+            one.comm.broadcast({"event": "app.x", "n": float("nan")})
+        await self.assertQuiet(ada)
+
     async def test_a_list_of_clients_stays_in_this_process(self) -> None:
         """Clients given as a list are this process's: nothing goes to the broker."""
         one = await self.bridge("A")
@@ -451,6 +460,11 @@ class TwoBridgesTest(ClusterTestCase):
         self.assertTrue(one.comm.broker.revoked(identity.jti))
 
 
+def _get(url: str) -> int:
+    with urllib.request.urlopen(url, timeout=timeout(2)) as answer:
+        return int(answer.status)
+
+
 async def _collect(ws: Any, numbers: list[int]) -> None:
     """Append the ``n`` of every app.n event ``ws`` receives."""
     while True:
@@ -528,6 +542,7 @@ class ProcessesTest(ClusterTestCase):
         self.write("plugins/where.py", WHERE)
         served = self.serve("--workers", "2", "--broker", self.redis.url, "--no-auth")
         url = (await asyncio.to_thread(served.wait_for, r"^zBifrost listening on (\S+)$"))[1]
+        http = (await asyncio.to_thread(served.wait_for, r"^zServer listening on (\S+)$"))[1]
         workers = await asyncio.to_thread(served.wait_for, r"^Workers: 2 \(pids (\d+), (\d+)\)\.$")
         pids = {int(workers[1]), int(workers[2])}
         by_pid: dict[int, Any] = {}
@@ -542,6 +557,8 @@ class ProcessesTest(ClusterTestCase):
             if len(by_pid) == 2:
                 break
         self.assertEqual(set(by_pid), pids)
+        health = await asyncio.to_thread(_get, f"{http}health")
+        self.assertEqual(health, 200)
         first_pid, second_pid = sorted(pids)
         first, second = by_pid[first_pid], by_pid[second_pid]
         shout = {"event": "where.shout", "data": {"text": "hi"}, "_requestId": "s"}

@@ -249,7 +249,9 @@ class Broker(ABC):
 
     @abstractmethod
     def publish(self, message: BrokerMessage) -> asyncio.Future[bool] | None:
-        """Send ``message`` to the other processes; None when there are none."""
+        """Send ``message`` to the other processes; None when there are none. A
+        payload that is not strict JSON (NaN, Infinity) raises ValueError (TypeError
+        for what JSON has no form for) and goes nowhere."""
 
     @abstractmethod
     def user_online(self, user: str) -> None:

@@ -848,8 +848,10 @@ class zBifrost:
         other processes were reached (``failed``, ``wait_shared()``)."""
         text = json.dumps(payload)
         if to is None or isinstance(to, User | Room):
-            local = self._send_text(self._local_audience(to), text)
-            return Delivery(local, self.broker.publish(Deliver(self.broker.node, to, payload)))
+            # published first: a payload the broker cannot carry (NaN) raises before
+            # anyone gets it
+            shared = self.broker.publish(Deliver(self.broker.node, to, payload))
+            return Delivery(self._send_text(self._local_audience(to), text), shared)
         if callable(to):
             return Delivery(self._send_text([c for c in list(self.clients) if to(c)], text))
         return Delivery(self._send_text(to, text))
