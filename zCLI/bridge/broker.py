@@ -228,6 +228,7 @@ class Broker(ABC):
     the link comes back (presence is written afresh on every reconnection)."""
 
     url: str | None = None
+    shares: ClassVar[bool] = True  # there may be other processes to publish to
 
     def __init__(self) -> None:
         self.node = uuid.uuid4().hex[:16]  # this process, in every message it sends
@@ -280,6 +281,8 @@ class Broker(ABC):
 
 class InProcessBroker(Broker):
     """No other process: nothing to send, presence is this process's."""
+
+    shares = False
 
     def __init__(self) -> None:
         super().__init__()

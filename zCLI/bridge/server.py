@@ -849,8 +849,12 @@ class zBifrost:
         text = json.dumps(payload)
         if to is None or isinstance(to, User | Room):
             # published first: a payload the broker cannot carry (NaN) raises before
-            # anyone gets it
-            shared = self.broker.publish(Deliver(self.broker.node, to, payload))
+            # anyone gets it; without other processes, no message is even built
+            shared = (
+                self.broker.publish(Deliver(self.broker.node, to, payload))
+                if self.broker.shares
+                else None
+            )
             return Delivery(self._send_text(self._local_audience(to), text), shared)
         if callable(to):
             return Delivery(self._send_text([c for c in list(self.clients) if to(c)], text))
