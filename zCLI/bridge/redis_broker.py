@@ -144,8 +144,13 @@ class RedisBroker(Broker):
         """Start the supervisor; return once the first attempt to connect has ended
         (up, or down and retrying: the bridge serves its own clients either way)."""
         self._receive, self._local_users = receive, local_users
+        # made afresh in the loop that serves (a bridge may be started again in another)
+        self._queue, self._up, self._tried = (
+            asyncio.Queue(QUEUE_SIZE),
+            asyncio.Event(),
+            asyncio.Event(),
+        )
         self._go("start")
-        self._tried.clear()
         self._task = asyncio.create_task(self._supervise(), name="zBifrost broker")
         self._task.add_done_callback(_log_failure)
         await self._tried.wait()
