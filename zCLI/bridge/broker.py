@@ -8,7 +8,8 @@ process, so nothing is sent anywhere and presence is this process's own. With
 (``redis_broker``): Redis pub/sub for the messages, Redis keys for presence and
 revocations.
 
-What crosses between processes is two messages, ``Deliver`` and ``Revoke``: frozen
+What crosses between processes is three messages, ``Deliver``, ``Revoke`` and
+``PeerMessage`` (a plugin's word to the same plugin in the other processes): frozen
 dataclasses with ``to_json``, parsed at the edge by ``parse_message``, which raises
 ``BrokerMessageError`` (naming the problem) for anything that is not exactly one of
 them. Every message names the process it comes from (``origin``), which ignores its
@@ -18,8 +19,10 @@ own. The wire form, one JSON object per pub/sub message::
     {"v": 1, "type": "deliver", "origin": NODE, "to": "user", "name": U}  + "payload"
     {"v": 1, "type": "deliver", "origin": NODE, "to": "room", "name": R}  + "payload"
     {"v": 1, "type": "revoke", "origin": NODE, "jti": JTI, "expires": UNIX_TIME}
+    {"v": 1, "type": "plugin", "origin": NODE, "plugin": NAME, "data": {...}}
 
-``payload`` is the event object the clients get, as the plugin gave it.
+``payload`` is the event object the clients get, as the plugin gave it; ``data`` is
+what a plugin told its peers (``zBifrost.to_peers``), which no client ever gets.
 
 A broadcast answers with a ``Delivery``: how many of this process's connections it was
 sent to (at once), and whether the other processes were reached (``failed`` now, or
@@ -29,6 +32,7 @@ sent to (at once), and whether the other processes were reached (``failed`` now,
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from abc import ABC, abstractmethod
@@ -49,6 +53,9 @@ __all__ = [
     "Deliver",
     "Delivery",
     "InProcessBroker",
+    "PLUGIN_NAME",
+    "PeerListener",
+    "PeerMessage",
     "Receiver",
     "Revoke",
     "make_broker",
@@ -58,6 +65,7 @@ __all__ = [
 PROTOCOL_VERSION = 1
 MAX_ORIGIN = 64  # characters in a node id
 MAX_JTI = 128
+PLUGIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")  # a plugin's name (an identifier)
 
 
 class BrokerUnavailable(zCLIError):
@@ -148,8 +156,38 @@ class Revoke:
         return cls(_text(body, "origin", MAX_ORIGIN), _text(body, "jti", MAX_JTI), float(expires))
 
 
-BrokerMessage = Deliver | Revoke
-MESSAGES: dict[str, type[Deliver] | type[Revoke]] = {"deliver": Deliver, "revoke": Revoke}
+@dataclass(frozen=True)
+class PeerMessage:
+    """``data`` from the plugin ``plugin`` in ``origin``, for the same plugin in every
+    other process (``zBifrost.on_peer_message``); no client gets it."""
+
+    type: ClassVar[str] = "plugin"
+    origin: str
+    plugin: str
+    data: dict[str, Any] = field(hash=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"v": PROTOCOL_VERSION, "type": self.type, "origin": self.origin,
+                "plugin": self.plugin, "data": self.data}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> PeerMessage:
+        _exact_keys(body, {"plugin", "data"})
+        plugin = body["plugin"]
+        if not isinstance(plugin, str) or not PLUGIN_NAME.fullmatch(plugin):
+            raise BrokerMessageError("plugin must be a plugin's name (an identifier of 1 to 64).")
+        data = body["data"]
+        if not isinstance(data, dict):
+            raise BrokerMessageError("data must be a JSON object.")
+        return cls(_text(body, "origin", MAX_ORIGIN), plugin, data)
+
+
+BrokerMessage = Deliver | Revoke | PeerMessage
+MESSAGES: dict[str, type[Deliver] | type[Revoke] | type[PeerMessage]] = {
+    "deliver": Deliver,
+    "revoke": Revoke,
+    "plugin": PeerMessage,
+}
 _HEADER = {"v", "type", "origin"}
 
 
@@ -220,6 +258,8 @@ class Delivery:
 # --- the interface ------------------------------------------------------------------
 
 Receiver = Callable[[BrokerMessage], None]
+# A plugin's listener for its peers: (the origin process, the data it sent).
+PeerListener = Callable[[str, dict[str, Any]], None]
 
 
 class Broker(ABC):
@@ -250,9 +290,10 @@ class Broker(ABC):
 
     @abstractmethod
     def publish(self, message: BrokerMessage) -> asyncio.Future[bool] | None:
-        """Send ``message`` to the other processes; None when there are none. A
-        payload that is not strict JSON (NaN, Infinity) raises ValueError (TypeError
-        for what JSON has no form for) and goes nowhere."""
+        """Send ``message`` (a ``Deliver``, ``Revoke`` or ``PeerMessage``) to the other
+        processes; None when there are none. A payload (or peer data) that is not
+        strict JSON (NaN, Infinity) raises ValueError (TypeError for what JSON has no
+        form for) and goes nowhere."""
 
     @abstractmethod
     def user_online(self, user: str) -> None:

@@ -43,7 +43,17 @@ from ..session import Location, Session
 from ..version import __version__
 from ..zui.model import Message
 from .audience import LocalPresence, Room, Rooms, User
-from .broker import Broker, BrokerMessage, Deliver, Delivery, Revoke, make_broker
+from .broker import (
+    PLUGIN_NAME,
+    Broker,
+    BrokerMessage,
+    Deliver,
+    Delivery,
+    PeerListener,
+    PeerMessage,
+    Revoke,
+    make_broker,
+)
 from .client import Client, FastClient
 from .driver import drive, run_until_wait
 from .extensions import PluginExtensions
@@ -138,6 +148,8 @@ class zBifrost:
             self.config.broker, self.config.presence_ttl, self.config.queue_bytes
         )
         self.rooms: Rooms[Client] = Rooms()  # this process's connections in each room
+        # plugin name -> what hears that plugin's peers in the other processes
+        self._peer_listeners: dict[str, PeerListener] = {}
         self._presence = LocalPresence()  # this process's signed-in users
         self.reuse_port = False  # zcli serve --workers: processes share the port
         # fast mode (zCLI.fast): JSON read and written by orjson, the strict rules kept
@@ -797,6 +809,10 @@ class zBifrost:
         if isinstance(message, Deliver):
             text = json.dumps(message.payload)
             self._send_text(self._local_audience(message.audience), text)
+        elif isinstance(message, PeerMessage):
+            listener = self._peer_listeners.get(message.plugin)
+            if listener is not None:  # a plugin this process does not run: not for it
+                listener(message.origin, message.data)
         else:
             self._close_token(message.jti)
 
@@ -859,6 +875,28 @@ class zBifrost:
         if callable(to):
             return Delivery(self._send_text([c for c in list(self.clients) if to(c)], text))
         return Delivery(self._send_text(to, text))
+
+    def on_peer_message(self, plugin: str, listener: PeerListener) -> None:
+        """``listener(origin, data)`` hears what ``plugin`` sends with ``to_peers`` in
+        every other process (``origin`` names the process); one listener per plugin,
+        called in the event loop. ValueError for a name that is not a plugin's."""
+        if not PLUGIN_NAME.fullmatch(plugin):
+            raise ValueError(f"{plugin!r} is not a plugin's name.")
+        self._peer_listeners[plugin] = listener
+
+    def to_peers(self, plugin: str, data: dict[str, Any]) -> Delivery:
+        """Send ``data`` (a JSON object) to ``plugin``'s listener in every other process;
+        no client gets it. The ``Delivery`` (``local`` 0) says whether the broker took
+        it; without a broker there is nobody to tell (``shared`` None). ValueError for
+        data that is not strict JSON."""
+        if not self.broker.shares:
+            return Delivery(0)
+        return Delivery(0, self.broker.publish(PeerMessage(self.broker.node, plugin, data)))
+
+    @property
+    def node(self) -> str:
+        """This process's id among the service's processes (the ``origin`` its peers see)."""
+        return self.broker.node
 
     def join(self, client: Client, room: str) -> bool:
         """Put ``client`` in ``room`` (a name of 1 to 256 characters) until it leaves or
