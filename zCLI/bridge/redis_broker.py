@@ -112,7 +112,9 @@ class RedisBroker(Broker):
         try:
             after = TRANSITIONS[self.state, event]
         except KeyError:
-            raise StateError(f"The Redis broker cannot {event} when {self.state.value}.") from None
+            raise StateError(
+                f"The Redis broker's link is {self.state.value}: {event!r} cannot happen now."
+            ) from None
         before, self.state = self.state, after
         if after is Link.UP:
             self._up.set()
