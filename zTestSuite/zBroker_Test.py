@@ -40,6 +40,7 @@ from zCLI.bridge.broker import (
     BrokerMessageError,
     Deliver,
     InProcessBroker,
+    PeerMessage,
     Revoke,
     encode_message,
     parse_message,
@@ -80,6 +81,11 @@ class BrokerMessagesTest(unittest.TestCase):
                 {"v": 1, "type": "revoke", "origin": "n2", "jti": "jti-1",
                  "expires": 1700000000.5},
             ),
+            (
+                PeerMessage("n3", "chat_server", {"kind": "ack", "id": 7}),
+                {"v": 1, "type": "plugin", "origin": "n3", "plugin": "chat_server",
+                 "data": {"kind": "ack", "id": 7}},
+            ),
         ]  # fmt: skip
         for message, wire in table:
             with self.subTest(message=message):
@@ -90,6 +96,7 @@ class BrokerMessagesTest(unittest.TestCase):
     def test_anything_else_is_refused_with_its_reason(self) -> None:
         """A message that is not exactly one of ours raises BrokerMessageError saying why."""
         deliver = {"v": 1, "type": "deliver", "origin": "x", "to": "all", "payload": {}}
+        peer = {"v": 1, "type": "plugin", "origin": "x", "plugin": "p", "data": {}}
         table: list[tuple[bytes, str]] = [
             (b"not json", "The message is not JSON (Expecting value: line 1 column 1 (char 0))."),
             (b"[]", "The message is not a JSON object."),
@@ -114,6 +121,14 @@ class BrokerMessagesTest(unittest.TestCase):
             (b'{"v": 1, "type": "revoke", "origin": "x", "jti": "j", "expires": NaN}',
              "The message is not JSON (NaN is not JSON)."),
             (b"[" * 6000 + b"]" * 6000, "The message of 12000 bytes exceeds 10000 bytes."),
+            (_wire(peer, data=None), "A plugin message needs data."),
+            (_wire(peer, data=[]), "data must be a JSON object."),
+            (_wire(peer, plugin="no-dashes"),
+             "plugin must be a plugin's name (an identifier of 1 to 64)."),
+            (_wire(peer, plugin="p" * 65),
+             "plugin must be a plugin's name (an identifier of 1 to 64)."),
+            (_wire(peer, plugin=3), "plugin must be a plugin's name (an identifier of 1 to 64)."),
+            (_wire(peer, to="all"), "A plugin message has unknown keys: to."),
         ]  # fmt: skip
         for raw, reason in table:
             with self.subTest(raw=raw[:60]):
@@ -207,6 +222,7 @@ class BrokerConfigTest(unittest.TestCase):
         z = zCLI({"zWorkspace": "."})
         self.assertIsInstance(z.comm.broker, InProcessBroker)
         self.assertIsNone(z.comm.broker.publish(Deliver("n", None, {})))
+        self.assertEqual((z.comm.to_peers("app", {"n": 1}).shared), None)
 
 
 # --- two bridges, one Redis ------------------------------------------------------------
@@ -311,6 +327,40 @@ class TwoBridgesTest(ClusterTestCase):
         self.assertTrue(await one.comm.broadcast(said, to=Room("lobby")).wait_shared())
         await self.assertQuiet(bob)
 
+    async def test_a_plugin_talks_to_its_peers_in_the_other_processes(self) -> None:
+        """to_peers reaches the same plugin's listener in every other process, never
+        its own process, another plugin or a client; the Delivery says it was taken."""
+        one, two, three = await self.bridge("A"), await self.bridge("B"), await self.bridge("C")
+        heard: dict[str, list[tuple[str, dict[str, Any]]]] = {"A": [], "B": [], "C": []}
+
+        def listener(name: str) -> Callable[[str, dict[str, Any]], None]:
+            def hear(origin: str, data: dict[str, Any]) -> None:
+                heard[name].append((origin, data))
+
+            return hear
+
+        for name, z in (("A", one), ("B", two), ("C", three)):
+            z.comm.on_peer_message("app", listener(name))
+        three.comm.on_peer_message("other", listener("C"))
+        bob = await self.signed_in(two, "bob")
+        word = {"kind": "ack", "id": 42}
+        delivery = one.comm.to_peers("app", word)
+        self.assertEqual(delivery.local, 0)
+        self.assertTrue(await delivery.wait_shared())
+        await self.wait_until(lambda: len(heard["B"]) == 1 and len(heard["C"]) == 1)
+        self.assertEqual(heard, {"A": [], "B": [(one.comm.node, word)],
+                                 "C": [(one.comm.node, word)]})  # fmt: skip
+        self.assertTrue(await two.comm.to_peers("nobody_listens", {}).wait_shared())
+        self.assertTrue(await two.comm.to_peers("app", {"n": 2}).wait_shared())
+        await self.wait_until(lambda: len(heard["A"]) == 1)
+        self.assertEqual(heard["A"], [(two.comm.node, {"n": 2})])
+        await self.assertQuiet(bob)
+        with self.assertRaises(ValueError):
+            one.comm.to_peers("app", {"n": float("nan")})
+        with self.assertRaises(ValueError) as caught:
+            one.comm.on_peer_message("not a name", listener("A"))
+        self.assertEqual(str(caught.exception), "'not a name' is not a plugin's name.")
+
     async def test_a_payload_the_broker_cannot_carry_goes_nowhere(self) -> None:
         """NaN is not JSON: broadcast raises ValueError before anyone gets it."""
         one = await self.bridge("A")
@@ -395,6 +445,8 @@ class TwoBridgesTest(ClusterTestCase):
             late = one.comm.send_to("bob", {"event": "app.late"})
             self.assertEqual((late.local, late.failed), (0, True))
             self.assertFalse(await late.wait_shared())
+            word = one.comm.to_peers("app", {"late": True})
+            self.assertEqual((word.local, word.failed), (0, True))
             with self.assertRaises(BrokerUnavailable) as caught:
                 await one.comm.online_users()
             self.assertEqual(
