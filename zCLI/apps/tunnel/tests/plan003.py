@@ -1,5 +1,6 @@
 """Plan 003's shared part: the tunnel under test, its port configuration, TCP helpers,
-and the base test case whose asserts speak docs/tunnel.md.
+and the base test case whose asserts speak docs/tunnel.md. The configuration lives in
+``plan003_config`` and the TCP helpers in ``plan003_tcp``; this module re-exports them.
 
 The suites are black box: they reach the tunnel only through its TCP ports and its
 three config files. ``PortConfig`` derives every port of the plan from those files, so
@@ -33,26 +34,35 @@ Environment:
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hashlib
-import ipaddress
-import json
 import os
-import random
-import socket
 import sys
 import tempfile
 import time
 import unittest
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
-
-import yaml
 
 from zTestSuite import ServerProcess, Target, record_metric, requires_network, timeout
+
+from .plan003_config import (
+    Backend,
+    ConfigError,
+    PortConfig,
+    free_port_base,
+    write_configs,
+)
+from .plan003_tcp import (
+    SEED,
+    EchoServer,
+    TestTcpSocket,
+    Traffic,
+    pattern_at,
+    pattern_stream,
+    payload,
+    probe,
+)
 
 __all__ = [
     "FULL",
@@ -89,7 +99,6 @@ TUNNEL = Target(
 
 KB = 1000
 MB = 1000 * 1000
-SEED = int(os.environ.get("ZTUNNEL_SEED", "3003"))
 
 
 @dataclass(frozen=True)
@@ -119,248 +128,6 @@ def _profile() -> Profile:
 
 
 PROFILE = _profile()
-
-# The plan's tunnel names, used only when we write the config files ourselves.
-S2C_TUN1, S2C_TUN2 = "server-to-client-tun1", "server-to-client-tun2"
-C2S_TUN1, C2S_TUN2 = "client-to-server-tun1", "client-to-server-tun2"
-WILDCARDS = {"", "0.0.0.0", "::", "*"}
-
-
-# --- the port configuration ----------------------------------------------------------
-
-
-class ConfigError(ValueError):
-    """A config file of the target does not describe plan 003's two tunnels each way."""
-
-
-def _read_config(path: Path) -> dict[str, Any]:
-    text = path.read_text(encoding="utf-8")
-    data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level is not a mapping")
-    return data
-
-
-def _find(folder: Path, stem: str) -> Path:
-    for suffix in (".json", ".yaml", ".yml"):
-        path = folder / f"{stem}{suffix}"
-        if path.is_file():
-            return path
-    raise ConfigError(f"{folder} has no {stem}.json, {stem}.yaml or {stem}.yml")
-
-
-def _entries(config: dict[str, Any], key: str, path: Path) -> list[dict[str, Any]]:
-    entries = config.get(key)
-    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-        raise ConfigError(f"{path}: {key} is not a list of mappings")
-    return entries
-
-
-def _named(config: dict[str, Any], key: str, name: str, path: Path) -> dict[str, Any]:
-    for entry in _entries(config, key, path):
-        if entry.get("tunnelName") == name:
-            return entry
-    raise ConfigError(f"{path}: {key} has no entry with tunnelName {name!r}")
-
-
-def _reach(address: str, fallback: str) -> str:
-    """The address a test connects to for a listener bound to ``address``."""
-    return fallback if address in WILDCARDS else address
-
-
-def _bind(host: str) -> str:
-    """The address an echo backend binds to so that ``host`` reaches it."""
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return "127.0.0.1" if host == "localhost" else "0.0.0.0"
-    return host
-
-
-@dataclass(frozen=True)
-class Backend:
-    """One echo backend the tunnel dials: its role in the plan, where it listens."""
-
-    name: str  # "client1-tun1", "client2-tun2", "shared-tun1"
-    host: str
-    port: int
-
-
-class PortConfig:
-    """Plan 003's ``port_config.PortConfig``, derived from the three config files."""
-
-    def __init__(
-        self,
-        server: dict[str, Any],
-        client1: dict[str, Any],
-        client2: dict[str, Any],
-        paths: tuple[Path, Path, Path] = (Path("server"), Path("client1"), Path("client2")),
-    ) -> None:
-        spath, c1path, c2path = paths
-        self.paths = paths
-        s2c = _entries(server, "tcpTunnelListens", spath)
-        c2s = _entries(server, "tcpTunnelConnects", spath)
-        if len(s2c) < 2 or len(c2s) < 2:
-            raise ConfigError(
-                f"{spath}: plan 003 needs two tcpTunnelListens and two tcpTunnelConnects"
-            )
-        self.s2cNames = (str(s2c[0]["tunnelName"]), str(s2c[1]["tunnelName"]))
-        self.c2sNames = (str(c2s[0]["tunnelName"]), str(c2s[1]["tunnelName"]))
-        url = str(server.get("dataExchange", {}).get("serverUrl", ""))
-        self.serverUrl = url
-        server_host = urlsplit(url).hostname or "127.0.0.1"
-        self.serverHost = _reach(str(s2c[0].get("listenBindAddress", "")), server_host)
-        self._ports: dict[str, int] = {
-            "serverToClientTun1ListenPort": int(s2c[0]["listenPort"]),
-            "serverToClientTun2ListenPort": int(s2c[1]["listenPort"]),
-            "clientToServerTun1ConnectPort": int(c2s[0]["connectToPort"]),
-            "clientToServerTun2ConnectPort": int(c2s[1]["connectToPort"]),
-        }
-        self.clientHosts: dict[int, str] = {}
-        backends = [
-            Backend(
-                f"shared-tun{tun}", _bind(str(entry["connectToHost"])), int(entry["connectToPort"])
-            )
-            for tun, entry in ((1, c2s[0]), (2, c2s[1]))
-        ]
-        for number, config, path in ((1, client1, c1path), (2, client2, c2path)):
-            listen1 = _named(config, "tcpTunnelListens", self.c2sNames[0], path)
-            listen2 = _named(config, "tcpTunnelListens", self.c2sNames[1], path)
-            connect1 = _named(config, "tcpTunnelConnects", self.s2cNames[0], path)
-            connect2 = _named(config, "tcpTunnelConnects", self.s2cNames[1], path)
-            self.clientHosts[number] = _reach(
-                str(listen1.get("listenBindAddress", "")), "127.0.0.1"
-            )
-            self._ports[f"client{number}ToServerTun1ListenPort"] = int(listen1["listenPort"])
-            self._ports[f"client{number}ToServerTun2ListenPort"] = int(listen2["listenPort"])
-            self._ports[f"serverToClient{number}Tun1ConnectPort"] = int(connect1["connectToPort"])
-            self._ports[f"serverToClient{number}Tun2ConnectPort"] = int(connect2["connectToPort"])
-            for tun, entry in ((1, connect1), (2, connect2)):
-                host = _bind(str(entry["connectToHost"]))
-                backends.append(
-                    Backend(f"client{number}-tun{tun}", host, int(entry["connectToPort"]))
-                )
-        self.backends = tuple(backends)
-        self.reconnectTimeoutSecs = float(server.get("standbySocketCloseDurationSecs", 30))
-
-    @classmethod
-    def from_folder(cls, folder: str | Path) -> PortConfig:
-        folder = Path(folder)
-        paths = (_find(folder, "server"), _find(folder, "client1"), _find(folder, "client2"))
-        server, client1, client2 = (_read_config(path) for path in paths)
-        return cls(server, client1, client2, paths)
-
-    def __getattr__(self, name: str) -> int:
-        try:
-            return self.__dict__["_ports"][name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-    # The plan's property names, spelled out so that a reader (and a checker) finds them.
-    serverToClientTun1ListenPort: int
-    serverToClientTun2ListenPort: int
-    client1ToServerTun1ListenPort: int
-    client1ToServerTun2ListenPort: int
-    client2ToServerTun1ListenPort: int
-    client2ToServerTun2ListenPort: int
-    serverToClient1Tun1ConnectPort: int
-    serverToClient1Tun2ConnectPort: int
-    serverToClient2Tun1ConnectPort: int
-    serverToClient2Tun2ConnectPort: int
-    clientToServerTun1ConnectPort: int
-    clientToServerTun2ConnectPort: int
-
-    def client_ports(self, number: int) -> tuple[int, int]:
-        """Client ``number``'s client-to-server listen ports (tun1, tun2)."""
-        return self._ports[f"client{number}ToServerTun1ListenPort"], self._ports[
-            f"client{number}ToServerTun2ListenPort"
-        ]
-
-    def server_ports(self) -> tuple[int, int]:
-        """The server's server-to-client listen ports (tun1, tun2)."""
-        return self.serverToClientTun1ListenPort, self.serverToClientTun2ListenPort
-
-    def listeners(self) -> list[tuple[str, str, int]]:
-        """Every listen port of the tunnel: (owner, host, port)."""
-        found = [("server", self.serverHost, port) for port in self.server_ports()]
-        for number in (1, 2):
-            found += [
-                (f"client{number}", self.clientHosts[number], p) for p in self.client_ports(number)
-            ]
-        return found
-
-    def host(self, where: str) -> str:
-        """The address of ``server``, ``client1`` or ``client2``."""
-        if where == "server":
-            return self.serverHost
-        return self.clientHosts[int(where.removeprefix("client"))]
-
-
-# --- writing our own configuration -----------------------------------------------------
-
-PORTS_NEEDED = 13
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port_base(count: int = PORTS_NEEDED, rng: random.Random | None = None) -> int:
-    """A random base in 20000-32000 whose ``count`` ports all bind now: below the
-    ephemeral range (32768+), so an outgoing connection never takes one of them."""
-    rng = rng or random.Random()
-    for _ in range(200):
-        base = rng.randrange(20000, 32000 - count)
-        if all(_bindable(base + offset) for offset in range(count)):
-            return base
-    raise RuntimeError(f"no {count} consecutive free ports found between 20000 and 32000")
-
-
-def write_configs(folder: Path, close_secs: float = 3, level: str = "INFO") -> PortConfig:
-    """Write server.json, client1.json and client2.json for a tunnel on free ports of
-    127.0.0.1 and return the PortConfig read back from them."""
-    base = free_port_base()
-    ws = f"ws://127.0.0.1:{base}"
-
-    def listen(name: str, port: int) -> dict[str, Any]:
-        return {"tunnelName": name, "listenPort": port, "listenBindAddress": "127.0.0.1"}
-
-    def connect(name: str, port: int) -> dict[str, Any]:
-        return {"tunnelName": name, "connectToHost": "127.0.0.1", "connectToPort": port}
-
-    def common(server: bool, client_id: int | None) -> dict[str, Any]:
-        config: dict[str, Any] = {"weAreServer": server}
-        if client_id is not None:
-            config["clientId"] = client_id
-        config["standbySocketCloseDurationSecs"] = close_secs
-        config["dataExchange"] = {
-            "serverUrl": ws,
-            "tlsBundleFilePath": None,
-            "enableMutualTLS": False,
-            "mutualTLSTrustedCACertificateBundleFilePath": None,
-            "mutualTLSTrustedPeerCertificateBundleFilePath": None,
-        }
-        config["logging"] = {"level": level}
-        return config
-
-    server = common(True, None)
-    server["tcpTunnelListens"] = [listen(S2C_TUN1, base + 1), listen(S2C_TUN2, base + 2)]
-    server["tcpTunnelConnects"] = [connect(C2S_TUN1, base + 11), connect(C2S_TUN2, base + 12)]
-    configs = {"server": server}
-    for number, listens, backends in ((1, base + 3, base + 7), (2, base + 5, base + 9)):
-        client = common(False, number)
-        client["tcpTunnelListens"] = [listen(C2S_TUN1, listens), listen(C2S_TUN2, listens + 1)]
-        client["tcpTunnelConnects"] = [connect(S2C_TUN1, backends), connect(S2C_TUN2, backends + 1)]
-        configs[f"client{number}"] = client
-    for stem, config in configs.items():
-        (folder / f"{stem}.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    return PortConfig.from_folder(folder)
-
 
 # --- the system under test as real processes ------------------------------------------------
 
@@ -411,234 +178,6 @@ class OwnTunnel:
         for process in reversed(list(self.processes.values())):
             process.stop()
         self._folder.cleanup()
-
-
-# --- TCP helpers ------------------------------------------------------------------------------
-
-
-class EchoServer:
-    """An echo backend (the plan's ``UtilTcpSocket(shouldEchoData=True)``): writes back
-    what it reads, closes its side at EOF, and counts bytes and connections."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.received = 0
-        self.connections = 0
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._handlers: set[asyncio.Task[Any]] = set()
-
-    @property
-    def open(self) -> int:
-        """Connections the tunnel holds open to this backend now."""
-        return len(self._writers)
-
-    async def start(self, host: str, port: int) -> None:
-        self._server = await asyncio.start_server(self._serve, host, port, reuse_address=True)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        self._writers.add(writer)
-        task = asyncio.current_task()
-        if task is not None:
-            self._handlers.add(task)
-        try:
-            while chunk := await reader.read(1 << 18):
-                self.received += len(chunk)
-                writer.write(chunk)
-                await writer.drain()
-        except OSError:
-            pass  # the tunnel reset the stream (a failover): its business, tested there
-        finally:
-            self._writers.discard(writer)
-            self._handlers.discard(task)  # type: ignore[arg-type]
-            writer.close()
-
-    async def close(self) -> None:
-        if self._server is None:
-            return
-        self._server.close()
-        for writer in list(self._writers):
-            writer.transport.abort()
-        if self._handlers:  # each sees its connection end and returns
-            await asyncio.wait(list(self._handlers), timeout=timeout(2))
-        with contextlib.suppress(OSError):
-            await self._server.wait_closed()
-
-
-@dataclass
-class Traffic:
-    """Bytes a test moved, recorded as its metrics at the end."""
-
-    sent: int = 0
-    received: int = 0
-
-
-class TestTcpSocket:
-    """One TCP connection of a test to a tunnel port (the plan's ``TestTcpSocket``)."""
-
-    __test__ = False  # not a test case, whatever a collector thinks of the name
-
-    def __init__(
-        self,
-        label: str,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        traffic: Traffic,
-    ) -> None:
-        self.label = label
-        self.reader = reader
-        self.writer = writer
-        self.traffic = traffic
-
-    @classmethod
-    async def connect(
-        cls, label: str, host: str, port: int, traffic: Traffic | None = None
-    ) -> TestTcpSocket:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, port, limit=1 << 22), timeout(2)
-        )
-        return cls(label, reader, writer, traffic if traffic is not None else Traffic())
-
-    def __repr__(self) -> str:
-        return f"<TestTcpSocket {self.label}>"
-
-    async def send(self, data: bytes | memoryview, units: float = 3) -> None:
-        """Write ``data`` and wait until the socket has taken it (drained);
-        AssertionError if it has not within ``units``."""
-        self.writer.write(data)
-        try:
-            await asyncio.wait_for(self.writer.drain(), timeout(units))
-        except TimeoutError:
-            left = self.writer.transport.get_write_buffer_size()
-            raise AssertionError(
-                f"{self.label}: {left} of {len(data)} bytes still not taken after "
-                f"{timeout(units):g}s"
-            ) from None
-        self.traffic.sent += len(data)
-
-    async def receive_exactly(self, count: int, units: float = 3) -> bytes:
-        """Exactly ``count`` bytes; AssertionError naming what came if they do not."""
-        try:
-            data = await asyncio.wait_for(self.reader.readexactly(count), timeout(units))
-        except asyncio.IncompleteReadError as short:
-            self.traffic.received += len(short.partial)
-            raise AssertionError(
-                f"{self.label}: the connection ended after {len(short.partial)} of {count} "
-                f"bytes: {short.partial[:60]!r}"
-            ) from None
-        except TimeoutError:
-            raise AssertionError(
-                f"{self.label}: {count} bytes did not arrive within {timeout(units):g}s"
-            ) from None
-        self.traffic.received += len(data)
-        return data
-
-    async def echo(self, data: bytes, units: float = 3) -> bytes:
-        """Send ``data`` and receive as many bytes back."""
-        await self.send(data)
-        return await self.receive_exactly(len(data), units)
-
-    async def receive_hashed(self, count: int, units: float) -> tuple[str, int]:
-        """Read ``count`` bytes (or until the end), hashing as they come: (SHA-256, count)."""
-        digest = hashlib.sha256()
-        got = 0
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout(units)
-        while got < count:
-            left = deadline - loop.time()
-            if left <= 0:
-                break
-            try:
-                chunk = await asyncio.wait_for(self.reader.read(min(1 << 20, count - got)), left)
-            except TimeoutError:
-                break
-            if not chunk:
-                break
-            digest.update(chunk)
-            got += len(chunk)
-        self.traffic.received += got
-        return digest.hexdigest(), got
-
-    async def wait_end(self, units: float = 3) -> str:
-        """Until the peer ends the connection: ``"eof"`` or ``"reset"``; bytes still
-        arriving are drained (counted). AssertionError if it stays open."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout(units)
-        while True:
-            try:
-                chunk = await asyncio.wait_for(self.reader.read(1 << 16), deadline - loop.time())
-            except TimeoutError:
-                raise AssertionError(
-                    f"{self.label}: still open after {timeout(units):g}s"
-                ) from None
-            except OSError:
-                return "reset"
-            if not chunk:
-                return "eof"
-            self.traffic.received += len(chunk)
-
-    async def finish(self, units: float = 3) -> None:
-        """Close cleanly: half-close our side, then expect the echo backend's EOF back
-        (docs/tunnel.md: FIN becomes shutdown(SHUT_WR) on the other side)."""
-        self.writer.write_eof()
-        ended = await self.wait_end(units)
-        if ended != "eof":
-            raise AssertionError(f"{self.label}: ended with a {ended}, not a clean EOF")
-        await self.close()
-
-    async def close(self) -> None:
-        self.writer.close()
-        with contextlib.suppress(OSError, asyncio.CancelledError):
-            await asyncio.wait_for(self.writer.wait_closed(), timeout(1))
-        if not self.writer.transport.is_closing():
-            self.writer.transport.abort()
-
-    def abort(self) -> None:
-        self.writer.transport.abort()
-
-
-async def probe(host: str, port: int, units: float = 0.25) -> bool:
-    """Whether ``host:port`` accepts a TCP connection now (closed at once, nothing sent:
-    docs/tunnel.md's port probe, which changes nothing)."""
-    try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout(units))
-    except (OSError, TimeoutError):
-        return False
-    writer.transport.abort()
-    return True
-
-
-# --- deterministic payloads ------------------------------------------------------------------
-
-
-def payload(size: int, label: str) -> bytes:
-    """``size`` deterministic bytes for ``label`` (the seed and the label choose them)."""
-    return random.Random(f"{SEED}:{label}").randbytes(size)
-
-
-_POOL_SIZE = 1 << 20
-_POOL = random.Random(f"{SEED}:pool").randbytes(_POOL_SIZE) * 2
-
-
-def pattern_stream(key: int, size: int, chunk: int = 1 << 16) -> Iterator[bytes]:
-    """A deterministic stream of ``size`` bytes for ``key``, generated chunk by chunk
-    (windows of a 1 MiB random pool at offsets that depend on the key)."""
-    offset = (key * 7919) % _POOL_SIZE
-    step = 104729 + key
-    sent = 0
-    while sent < size:
-        take = min(chunk, size - sent)
-        yield _POOL[offset : offset + take]
-        sent += take
-        offset = (offset + step) % _POOL_SIZE
-
-
-def pattern_at(position: int, size: int) -> bytes:
-    """The bytes ``position .. position+size`` of the endless pattern ``PatternWriter``
-    writes (the pool repeated), ``size`` at most the pool's size."""
-    start = position % _POOL_SIZE
-    return _POOL[start : start + size]
 
 
 # --- failover observation ------------------------------------------------------------------
