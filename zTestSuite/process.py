@@ -65,7 +65,10 @@ class ServerProcess:
             _LIVE.append(self)
         self.lines: collections.deque[str] = collections.deque(maxlen=keep)
         self._fresh: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._pump, name=f"ServerProcess-{self.pid}", daemon=True).start()
+        self._reader = threading.Thread(
+            target=self._pump, name=f"ServerProcess-{self.pid}", daemon=True
+        )
+        self._reader.start()
 
     @property
     def pid(self) -> int:
@@ -167,6 +170,9 @@ class ServerProcess:
                 self._signal_group(signal.SIGKILL)
                 self.process.wait()
         self._signal_group(signal.SIGKILL)  # children it left behind
+        # Its last lines ("Stopped.") are in ``lines`` once the reader has seen the end
+        # of its output; a child that still holds the pipe open only delays that.
+        self._reader.join(timeout(2))
         return self.process.returncode
 
 
