@@ -57,6 +57,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--http-port", dest="http_port", type=int, help="the upload API's port (0: any)"
     )
     server.add_argument("--max-upload", dest="max_upload", type=int, help="bytes in an upload")
+    server.add_argument(
+        "--max-upload-total", dest="max_upload_total", type=int,
+        help="bytes the upload folder may hold (1 GiB)",
+    )  # fmt: skip
+    server.add_argument(
+        "--max-upload-connections", dest="max_upload_connections", type=int,
+        help="upload requests at once (16)",
+    )  # fmt: skip
     server.add_argument("--upload-dir", dest="upload_dir", help="where uploads are kept")
     server.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG")
     client = roles.add_parser("client", help="run the OLAF terminal client")

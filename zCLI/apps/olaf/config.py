@@ -20,6 +20,8 @@ YAML keys (all optional but ``key``)::
     data_as_string: false    # send signed data as a JSON string (v1.2) not an object
     http_port: -1            # POST /api/upload, GET /files/NAME; -1: off, 0: any port
     max_upload: 10485760     # bytes in an upload; larger: 413
+    max_upload_total: 1073741824  # bytes the upload folder may hold; beyond: 507
+    max_upload_connections: 16    # upload requests at once; beyond: 503
     upload_dir: ""           # where uploads go (default: NAME-uploads beside the key)
 
 Command-line options override the file.
@@ -59,6 +61,8 @@ class ServerConfig:
     data_as_string: bool = False
     http_port: int = -1  # the upload API; -1: off, 0: any free port
     max_upload: int = 10 * 1024 * 1024
+    max_upload_total: int = 1 << 30
+    max_upload_connections: int = 16
     upload_dir: str = ""  # empty: NAME-uploads beside the key
 
     @classmethod
@@ -109,7 +113,8 @@ class ServerConfig:
     def check(self, where: str) -> None:
         if not -1 <= self.http_port <= 65535:
             raise ConfigError(f"{where}: http_port {self.http_port} is not a TCP port (or -1).")
-        for name in ("max_frame", "max_clients", "queue", "max_upload", "max_pending"):
+        for name in ("max_frame", "max_clients", "queue", "max_upload", "max_pending",
+                     "max_upload_total", "max_upload_connections"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ConfigError(f"{where}: {name} must be at least 1.")
         if not 0 <= self.port <= 65535:

@@ -96,6 +96,7 @@ class Connection:
     tokens: float = 0.0
     refilled: float = 0.0
     opened: float = 0.0
+    closing: bool = False  # closed for not saying hello in time; gone once disconnected
 
     def label(self) -> str:
         if self.role is Role.NEIGHBOUR:
@@ -142,17 +143,24 @@ class ServerCore:
 
     # -- events -------------------------------------------------------------------
 
+    def expire_pending(self, now: float) -> list[Effect]:
+        """Close the connections that have not said hello within hello_timeout (the
+        adapter calls this on a timer, and ``connected`` before counting)."""
+        effects: list[Effect] = []
+        reason = f"no hello within {self.limits.hello_timeout:g} s"
+        for stale in list(self.connections.values()):
+            if stale.role is Role.PENDING and not stale.closing:
+                if now - stale.opened > self.limits.hello_timeout:
+                    stale.closing = True
+                    effects += [Log(logging.INFO, f"#{stale.id}: closed: {reason}")]
+                    effects += [Close(stale.id, 1008, reason)]
+        return effects
+
     def connected(self, conn: int, now: float) -> list[Effect]:
         """A connection was accepted; it is PENDING until it says hello. Pending ones
         older than hello_timeout are closed now; beyond max_pending, this one is."""
-        effects: list[Effect] = []
-        pending = [c for c in self.connections.values() if c.role is Role.PENDING]
-        for stale in list(pending):
-            if now - stale.opened > self.limits.hello_timeout:
-                reason = f"no hello within {self.limits.hello_timeout:g} s"
-                effects += [Log(logging.INFO, f"#{stale.id}: closed: {reason}")]
-                effects += [Close(stale.id, 1008, reason)]
-                pending.remove(stale)
+        effects = self.expire_pending(now)
+        pending = [c for c in self.connections.values() if c.role is Role.PENDING and not c.closing]
         self.connections[conn] = Connection(conn, tokens=self._burst(), refilled=now, opened=now)
         if len(pending) >= self.limits.max_pending:
             reason = f"{len(pending)} connections are waiting to say hello"

@@ -268,10 +268,19 @@ class OlafServer:
             if config.http_port >= 0:
                 await self._start_uploads(address)
             async with asyncio.TaskGroup() as links:
+                links.create_task(self._expire_pending(config.hello_timeout))
                 for neighbour in self.neighbours:
                     self.wake[normalise_address(neighbour.address)] = asyncio.Event()
                     links.create_task(self._keep_linked(neighbour.address))
                 await server.serve_forever()
+
+    async def _expire_pending(self, hello_timeout: float) -> None:
+        """Close connections that said no hello in time, even when no other connection
+        comes to prompt the check: a look every half of the timeout."""
+        while True:
+            await asyncio.sleep(max(hello_timeout / 2, 0.05))  # a clock, not a synchronisation
+            if self.core is not None:
+                self.apply(self.core.expire_pending(self._now()))
 
     async def _start_uploads(self, address: str) -> None:
         config = self.config
@@ -280,8 +289,10 @@ class OlafServer:
             stem = config.key.name.removesuffix(".pem")
             folder = config.key.with_name(f"{stem}-uploads")
         host = normalise_address(address).rsplit(":", 1)[0]
-        store = UploadStore(folder, "", config.max_upload)
-        http = await serve_uploads(store, config.host, config.http_port)
+        store = UploadStore(folder, "", config.max_upload, config.max_upload_total)
+        http = await serve_uploads(
+            store, config.host, config.http_port, config.max_upload_connections
+        )
         port = http.sockets[0].getsockname()[1]
         store.base_url = f"http://{host}:{port}"
         print(f"olaf uploads on http://{config.host}:{port}/api/upload", flush=True)

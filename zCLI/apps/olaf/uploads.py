@@ -1,6 +1,9 @@
 """Optional file transfer (the spec's HTTP API): ``POST /api/upload`` stores the body
 and answers ``{"file_url": URL}``; ``GET`` of that URL returns the bytes; a body over
-``max_upload`` bytes is refused with 413 before it is read.
+``max_upload`` bytes is refused with 413 before it is read, and one that would take the
+folder past ``max_total`` bytes with 507 (before it is read when its length says so).
+Beyond ``max_connections`` requests at once, a connection gets 503 at once, so memory
+holds at most about ``max_connections`` x ``max_upload`` bytes of bodies.
 
 It listens on its own port (``--http-port``): the WebSocket endpoint accepts GET
 upgrades only. The body is either the raw file or ``multipart/form-data`` (the first
@@ -31,6 +34,8 @@ STATUS = {
     405: "Method Not Allowed",
     411: "Length Required",
     413: "Content Too Large",
+    503: "Service Unavailable",
+    507: "Insufficient Storage",
 }
 
 
@@ -56,11 +61,25 @@ class Reply:
 class UploadStore:
     """Files kept in a folder under random names; URLs built on ``base_url``."""
 
-    def __init__(self, folder: Path, base_url: str, max_upload: int) -> None:
+    def __init__(
+        self, folder: Path, base_url: str, max_upload: int, max_total: int = 1 << 30
+    ) -> None:
         self.folder = folder
         self.base_url = base_url.rstrip("/")
         self.max_upload = max_upload
+        self.max_total = max_total
         folder.mkdir(parents=True, exist_ok=True)
+        # what the folder holds already (uploads of earlier runs count too)
+        self.held = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+
+    def _full(self, size: int) -> Reply | None:
+        if self.held + size <= self.max_total:
+            return None
+        return Reply.error(
+            507,
+            f"the upload store holds {self.held} of its {self.max_total} bytes; "
+            f"a file of {size} bytes does not fit.",
+        )
 
     def check_length(self, method: str, path: str, length: int | None) -> Reply | None:
         """A refusal before the body is read, or None to read it."""
@@ -71,6 +90,7 @@ class UploadStore:
                 return Reply.error(
                     413, f"the file is {length} bytes, over the limit of {self.max_upload}."
                 )
+            return self._full(length)
         return None
 
     def handle(self, method: str, path: str, content_type: str, body: bytes) -> Reply:
@@ -79,8 +99,12 @@ class UploadStore:
             data = _file_of(content_type, body)
             if data is None:
                 return Reply.error(400, "the multipart body holds no file.")
+            full = self._full(len(data))
+            if full is not None:
+                return full
             name = secrets.token_urlsafe(16)
             (self.folder / name).write_bytes(data)
+            self.held += len(data)
             log.info("upload: %d bytes stored as %s", len(data), name)
             return Reply(200, json.dumps({"file_url": f"{self.base_url}/files/{name}"}).encode())
         if method == "GET" and path.startswith("/files/"):
@@ -135,8 +159,34 @@ async def _serve_one(
         writer.close()
 
 
-async def serve_uploads(store: UploadStore, host: str, port: int) -> asyncio.Server:
-    """Listen for the HTTP API; the caller reads the port from the server's sockets."""
-    return await asyncio.start_server(
-        lambda r, w: _serve_one(store, r, w), host, port, limit=HEAD_LIMIT
-    )
+BUSY = Reply.error(503, "the upload server is busy; try again in a moment.")
+
+
+async def serve_uploads(
+    store: UploadStore, host: str, port: int, max_connections: int = 16
+) -> asyncio.Server:
+    """Listen for the HTTP API; the caller reads the port from the server's sockets.
+    Past ``max_connections`` at once a connection gets 503 and is closed (logged at
+    most once a second, with the count)."""
+    active = 0
+    refused = 0
+    last_line = 0.0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal active, refused, last_line
+        if active >= max_connections:
+            refused += 1
+            now = asyncio.get_running_loop().time()
+            if now - last_line >= 1.0:
+                log.warning("uploads: %d connection(s) refused: %d at once", refused, active)
+                refused, last_line = 0, now
+            writer.write(BUSY.to_bytes())
+            writer.close()
+            return
+        active += 1
+        try:
+            await _serve_one(store, reader, writer)
+        finally:
+            active -= 1
+
+    return await asyncio.start_server(serve, host, port, limit=HEAD_LIMIT)

@@ -172,6 +172,19 @@ class TestMembership(CoreTestCase):
         later = [e for e in core.connected(4, 5.5) if not isinstance(e, Log)]
         self.assertEqual(later, [Close(1, 1008, "no hello within 5 s")])
 
+    def test_silent_connections_expire_on_the_timer_once(self) -> None:
+        """expire_pending closes a connection silent past hello_timeout with 1008 once;
+        one that said hello, or is younger, is left alone."""
+        core = ServerCore(ME, "127.0.0.1:1", limits=Limits(hello_timeout=5))
+        core.connected(1, 0)
+        core.connected(2, 4)
+        self.assertEqual(core.expire_pending(4.9), [])
+        closed = [e for e in core.expire_pending(5.5) if not isinstance(e, Log)]
+        self.assertEqual(closed, [Close(1, 1008, "no hello within 5 s")])
+        self.assertEqual(core.expire_pending(6), [])  # already closing: not again
+        later = [e for e in core.expire_pending(9.5) if not isinstance(e, Log)]
+        self.assertEqual(later, [Close(2, 1008, "no hello within 5 s")])
+
     def test_full_server_closes_with_1013(self) -> None:
         """A hello beyond max_clients is refused with close code 1013."""
         for conn, who in enumerate((ALICE, BOB, CAROL), start=1):

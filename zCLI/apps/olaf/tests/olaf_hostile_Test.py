@@ -267,3 +267,17 @@ class TestRate(ServerCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+@requires_network
+class TestSilentConnection(ServerCase):
+    extra = ("--rate", "0", "--hello-timeout", "0.5")
+
+    async def test_a_connection_that_never_says_hello_is_closed_without_another_arriving(
+        self,
+    ) -> None:
+        """With no other connection to prompt the check, a silent one is closed 1008
+        "no hello within 0.5 s" by the server's own timer."""
+        async with connect(f"ws://{self.address}", open_timeout=timeout(2)) as ws:
+            await asyncio.wait_for(ws.wait_closed(), timeout(3))
+            self.assertEqual((ws.close_code, ws.close_reason), (1008, "no hello within 0.5 s"))

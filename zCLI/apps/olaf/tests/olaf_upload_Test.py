@@ -1,11 +1,13 @@
 """The optional file transfer of a real ``zcli olaf server --http-port 0``: POST
 /api/upload (raw or multipart) answers {"file_url"}, GET of it returns the bytes, a
 body over --max-upload is refused with 413 before it is sent, and the WebSocket
-endpoint still serves."""
+endpoint still serves. A second server with small bounds: the folder full (507) and
+too many requests at once (503)."""
 
 from __future__ import annotations
 
 import json
+import socket
 import sys
 import tempfile
 import unittest
@@ -83,6 +85,74 @@ class TestUpload(unittest.TestCase):
         reply = self.http.post(f"{self.base}/api/upload", content=b"x")
         self.assertEqual(reply.headers["content-type"], "application/json")
         self.assertIsInstance(json.loads(reply.text)["file_url"], str)
+
+
+class TestUploadBounds(unittest.TestCase):
+    """A server of its own per test: --max-upload-total 2500 and
+    --max-upload-connections 2, with uploads of 1000."""
+
+    def setUp(self) -> None:
+        folder = tempfile.TemporaryDirectory(prefix="olaf-upload-bounds-")
+        self.addCleanup(folder.cleanup)
+        path = Path(folder.name)
+        command = [sys.executable, "-m", "zCLI", "olaf", "server", "--port", "0"]
+        command += ["--key", str(path / "s.pem"), "--http-port", "0"]
+        command += ["--max-upload", str(MAX_UPLOAD), "--max-upload-total", "2500"]
+        command += ["--max-upload-connections", "2"]
+        server = ServerProcess(command, cwd=path)
+        self.addCleanup(server.stop)
+        server.wait_for("olaf server listening on")
+        port = server.wait_for(r"olaf uploads on http://[^:]+:(\d+)/api/upload").group(1)
+        self.port = int(port)
+        self.http = httpx.Client(timeout=timeout(3))
+        self.addCleanup(self.http.close)
+
+    def upload(self, data: bytes) -> httpx.Response:
+        return self.http.post(f"http://127.0.0.1:{self.port}/api/upload", content=data)
+
+    def test_a_full_folder_refuses_with_507_and_keeps_what_it_holds(self) -> None:
+        """Two uploads of 1000 fit in 2500; the third gets 507 with the sentence, the
+        first two are still served, and a smaller one still fits."""
+        urls = [self.upload(bytes([n]) * MAX_UPLOAD).json()["file_url"] for n in (1, 2)]
+        refused = self.upload(b"3" * MAX_UPLOAD)
+        self.assertEqual(
+            (refused.status_code, refused.json()),
+            (507, {"error": "the upload store holds 2000 of its 2500 bytes; a file of 1000 "
+                            "bytes does not fit."}),
+        )  # fmt: skip
+        for n, url in zip((1, 2), urls, strict=True):
+            self.assertEqual(self.http.get(url).content, bytes([n]) * MAX_UPLOAD)
+        self.assertEqual(self.upload(b"4" * 500).status_code, 200)
+
+    def test_past_the_connections_a_request_gets_503_at_once(self) -> None:
+        """Two connections that stall in their request head hold both places: a third
+        gets 503 and the sentence without sending anything; once they go, uploads work."""
+        stalled = []
+        for _ in range(2):
+            sock = socket.create_connection(("127.0.0.1", self.port), timeout=timeout(2))
+            self.addCleanup(sock.close)
+            sock.sendall(b"POST /api/upload HTTP/1.1\r\nContent-Le")
+            stalled.append(sock)
+        # connections are handled in the order they came: the two count before the third
+        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout(2)) as third:
+            reply = _read_all(third)
+        body = b'{"error": "the upload server is busy; try again in a moment."}'
+        self.assertEqual(
+            reply,
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n"
+            b"Access-Control-Allow-Origin: *\r\nConnection: close\r\n\r\n" + body,
+        )
+        for sock in stalled:
+            sock.close()
+        self.assertEqual(self.upload(b"5" * 10).status_code, 200)
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 if __name__ == "__main__":
