@@ -3,10 +3,12 @@
 Everything sent to a client goes through ``send``, which never waits. When nothing is
 queued and the socket's write buffer is small, the frame is framed at once and written
 when the loop next turns: frames sent while the reader handles one read from the socket
-(16 pipelined requests, a plugin's fan-out) go out in one system call, not one each.
-Otherwise it joins a queue that one writer task drains, waiting for the socket. The queue is
-bounded in frames (``queue_size``) and in bytes (``queue_bytes``; frames are ASCII JSON,
-so characters are bytes). A client that reads too slowly overflows it and is closed
+(16 pipelined requests, several events to one client) go out in one system call, not one
+each. A broadcast writes each client's frame at once, as ``websockets.broadcast`` does, so
+a fan-out to thousands holds no frame and schedules nothing per client. Otherwise it
+joins a queue that one writer task drains, waiting for the socket. The queue is bounded
+in frames (``queue_size``) and in bytes (``queue_bytes``; frames are ASCII JSON, so
+characters are bytes). A client that reads too slowly overflows it and is closed
 (1008) with a log line, so it never stalls the others and never holds more than about
 ``queue_bytes`` plus the socket's buffers.
 """
@@ -142,10 +144,14 @@ class Client:
             )
         self.send_text(text)
 
-    def send_text(self, text: str, flush: bool = True, encoded: bytes | None = None) -> None:
+    def send_text(
+        self, text: str, flush: bool = True, encoded: bytes | None = None, at_once: bool = False
+    ) -> None:
         """Send one frame of JSON text (``encoded``: the same as UTF-8, when the caller
         has it). ``flush=False``: the caller calls ``flush()`` before the loop turns (the
-        reader, when no other message is waiting)."""
+        reader, when no other message is waiting). ``at_once``: written now, with any
+        frames framed before it, unless a flush is already due (a broadcast: one frame
+        for each of many clients, held by none of them)."""
         if self.overflowed:
             return
         ws = self.ws
@@ -158,7 +164,7 @@ class Client:
             if ws.protocol.state is State.OPEN:
                 ws.protocol.send_text(text.encode() if encoded is None else encoded)
                 self._framed += len(text)
-                if self._framed >= COALESCE_BYTES:
+                if (at_once and not self._flushing) or self._framed >= COALESCE_BYTES:
                     self.flush()
                 elif flush and not self._flushing:
                     self._flushing = True

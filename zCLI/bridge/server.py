@@ -837,7 +837,7 @@ class zBifrost:
         encoded = text.encode()
         count = 0
         for client in targets:
-            client.send_text(text, encoded=encoded)
+            client.send_text(text, encoded=encoded, at_once=True)  # as websockets.broadcast
             count += 1
         return count
 
