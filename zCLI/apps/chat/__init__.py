@@ -36,6 +36,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="the SQLite file (default: chat.sqlite3 in the state folder), or a "
         "postgresql://USER@HOST:PORT/DATABASE URL",
     )
+    parser.add_argument(
+        "--broker",
+        metavar="URL",
+        help="redis://HOST:PORT/DB: chat servers sharing it and the database serve as one",
+    )
     parser.add_argument("--http-port", type=int, help="the zServer port (default 8080)")
     parser.add_argument("--host", default="127.0.0.1", help="the address to listen on")
     parser.add_argument("--workspace", default=".", help="the app folder (state, users)")
@@ -88,6 +93,11 @@ PLUGIN = Plugin(
         "zCLI.apps.chat.tests.chat_plan002_storage_postgres_Test",
         "zCLI.apps.chat.tests.chat_plan002_restart_postgres_Test",
         "zCLI.apps.chat.tests.chat_recovery_postgres_Test",
+        "zCLI.apps.chat.tests.chat_plan002_messages_cluster_Test",
+        "zCLI.apps.chat.tests.chat_plan002_status_cluster_Test",
+        "zCLI.apps.chat.tests.chat_plan002_initial_data_cluster_Test",
+        "zCLI.apps.chat.tests.chat_plan002_restart_cluster_Test",
+        "zCLI.apps.chat.tests.chat_cluster_Test",
         "zCLI.apps.chat.tests.chat_plan002_bots_Test",
         "zCLI.apps.chat.tests.chat_fuzz_Test",
     ],

@@ -4,15 +4,24 @@ Hooks turn sign-ins and departures into core calls; each ``chat.*`` event is par
 fed to the core, and the effects carried out in order: storage writes first (a message
 is on disk before anyone hears "stored"), sends after the reply. Only ``zcli chat -s``
 loads this plugin (through the zSpark ``plugins`` list).
+
+With a broker (``zcli chat -s --broker redis://...``) several processes sharing one
+database serve as one chat: each core tells the others what changed (``Tell`` effects,
+sent with ``zBifrost.to_peers``; ``peers.py``) and hears them (``from_peer``). A word
+the broker cannot take stores the messages it carried at once, and losing the broker
+signs everyone out of this process until it is back (docs/chat.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import logging
 import os
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
@@ -23,11 +32,15 @@ from zCLI import Plugin, RequestError, StorageError
 
 from . import core as c
 from . import messages as m
+from . import peers as p
 from .bots import Bot, EchoBot, bot_from_environment
 from .storage import UNAVAILABLE, open_storage
 from .writer import StorageWriter
 
-__all__ = ["PLUGIN", "ChatServer", "Settings"]
+__all__ = ["PLUGIN", "ChatServer", "Settings", "UNLINKED"]
+
+UNLINKED = "The chat server cannot reach its other processes; try again later."
+PEER = "chat_server"  # the plugin's name on the broker's plugin channel
 
 log = logging.getLogger("zCLI.apps.chat")
 # zCLI.EventContext loads lazily, so mypy sees it as an object; handlers take it untyped.
@@ -102,21 +115,30 @@ class ChatServer:
         self.storage = open_storage(settings.db, state_dir)
         self.bots = {bot.name: bot for bot in settings.bots}
         self.writer = StorageWriter(self.storage)
+        # other processes share the database when the bridge has a broker
+        self.clustered = bool(bridge.broker.shares)
+        self.limits = dataclasses.replace(settings.limits, peer_ttl=bridge.config.presence_ttl)
         self.core = self._load()
-        self.committed = self.core.reserved  # ids up to this one are recorded as used
-        self._reservation: asyncio.Future[None] | None = None  # the newest in flight
-        self.available = True
+        self.available = True  # the storage answers
+        self.linked = not self.clustered or bool(bridge.broker.available)  # the broker too
+        self.leaving = False  # this process stops: it has told the others
+        if self.clustered:
+            bridge.on_peer_message(PEER, self._from_peer)
         self._expiry: asyncio.TimerHandle | None = None  # at the core's next deadline
         self._waiting: deque[_Step] = deque()  # steps waiting for the disk, in order
         self._tasks: set[asyncio.Task[None]] = set()
+        self._id_waiters: list[asyncio.Future[None]] = []  # requests waiting for a claim
+        self._last_tell: asyncio.Future[bool] | None = None  # the newest word to the peers
 
     def _load(self) -> c.ChatCore:
-        """A core holding what the storage holds (at start, and after an outage)."""
+        """A core holding what the storage holds (at start, and after an outage), with
+        a first block of ids claimed (no other process, and no restart, gets them)."""
         bots = frozenset(bot.name for bot in self.settings.bots)
-        core = c.ChatCore(self.settings.limits, users=set(self.storage.users()), bots=bots)
+        users = set(self.storage.users())
+        core = c.ChatCore(self.limits, users=users, bots=bots, peers=self.clustered)
         core.restore(self.storage.stored(), self.storage.rooms(), self.storage.room_messages())
-        core.next_id = max(core.next_id, self.storage.next_id())
-        core.reserved = core.next_id - 1
+        last = self.storage.claim_ids(c.ID_BLOCK)
+        core.next_id, core.reserved = last - c.ID_BLOCK + 1, last
         return core
 
     async def apply(self, effects: list[c.Effect]) -> dict[str, Any] | None:
@@ -133,28 +155,21 @@ class ChatServer:
         takes its place in the order now, whether or not the future is awaited."""
         reply: dict[str, Any] | None = None
         changes: list[c.Change] = []
-        reserve: c.ReserveIds | None = None
         later: list[c.Effect] = []
         for effect in effects:
             if isinstance(effect, c.Reply):
                 reply = effect.result
-            elif isinstance(effect, c.ReserveIds):
-                reserve = effect
+            elif isinstance(effect, c.ClaimIds):
+                self._claim(effect)  # the core asks ahead: nothing waits for it
             elif isinstance(effect, _CHANGES):
                 changes.append(effect)
             else:
                 later.append(effect)
         loop = asyncio.get_running_loop()
-        if reserve is not None:  # the core asks ahead: nothing waits for it but ids past it
-            self._reserve(reserve)
-        unrecorded = self.core.next_id - 1 > self.committed  # an id handed out too early
-        if not changes and not self._waiting and not unrecorded:
+        if not changes and not self._waiting:
             loop.call_soon(self._io, later)  # after zBifrost has sent the reply
             return reply
-        if changes:
-            write: asyncio.Future[None] | None = self.writer.submit(changes)
-        else:  # behind earlier steps, or behind the reservation of its ids
-            write = self._reservation if unrecorded else None
+        write = self.writer.submit(changes) if changes else None  # else: behind earlier steps
         step = _Step(reply, later, write, loop.create_future())
         self._waiting.append(step)
         if write is not None:
@@ -163,20 +178,42 @@ class ChatServer:
             loop.call_soon(self._drain)
         return step.answer
 
-    def _reserve(self, reserve: c.ReserveIds) -> None:
-        """Record ``reserve`` ahead of the step's own writes (the writer keeps order);
-        ``committed`` follows once it is on disk."""
-        future = self.writer.submit([reserve])
-        self._reservation = future
+    def _claim(self, claim: c.ClaimIds) -> None:
+        """Claim the next block of ids; the core hands them out once it is recorded."""
+        core = self.core
+        future = self.writer.call(lambda storage: storage.claim_ids(claim.count))
 
-        def recorded(done: asyncio.Future[None]) -> None:
+        def claimed(done: asyncio.Future[int]) -> None:
             error = done.exception()
             if error is None:
-                self.committed = max(self.committed, reserve.upto)
-            elif isinstance(error, StorageError):
-                self.storage_lost()
+                last = done.result()
+                again = core.ids_claimed(last - claim.count + 1, last)
+                if again and core is self.core:
+                    self.start(again)
+            else:
+                core.ids_unclaimed()
+                if isinstance(error, StorageError):
+                    self.storage_lost()
+            waiters, self._id_waiters = self._id_waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
-        future.add_done_callback(recorded)
+        future.add_done_callback(claimed)
+
+    async def after_claim(self, conn: Any, event: m.Event) -> dict[str, Any] | None:
+        """``event`` once there are ids to hand out: a process that saw a higher id
+        from another gave up its block and waits for the next claim (a moment)."""
+        loop = asyncio.get_running_loop()
+        while self.core.ids_left() == 0:
+            if not self.available:
+                raise StorageError(UNAVAILABLE)
+            if not self.core.claiming:
+                self.start([c.ClaimIds(c.ID_BLOCK)])
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._id_waiters.append(waiter)
+            await waiter
+        return await self.apply(self.core.received(conn, event, time.time()))
 
     def _drain(self, _written: object = None) -> None:
         """Answer the waiting steps from the oldest, up to the first whose write is
@@ -207,6 +244,24 @@ class ChatServer:
         task.add_done_callback(self._tasks.discard)
 
     def _io(self, effects: list[c.Effect]) -> None:
+        # What follows a word that a user is online here waits until the broker took it,
+        # so whoever hears of it from this process can reach them through another one.
+        for index, effect in enumerate(effects):
+            if isinstance(effect, c.Tell) and isinstance(effect.event, p.Online):
+                self._io_now(effects[:index])
+                shared = self._tell(effect.event, effect.fallback)
+                rest = effects[index + 1 :]
+                if shared is None or shared.done():
+                    self._io(rest)
+                else:
+                    shared.add_done_callback(functools.partial(self._resume, rest))
+                return
+        self._io_now(effects)
+
+    def _resume(self, effects: list[c.Effect], _taken: object) -> None:
+        self._io(effects)
+
+    def _io_now(self, effects: list[c.Effect]) -> None:
         # A run of sends of one payload (a presence table to everyone) is encoded once.
         for payload_id, run in groupby(effects, key=_payload_id):
             if payload_id is not None:
@@ -222,8 +277,91 @@ class ChatServer:
                         _client(conn).close_soon(code, reason)
                     case c.AskBot(prompt, conn):
                         self._spawn(self._ask(prompt, conn))
+                    case c.Tell(event, fallback):
+                        self._tell(event, fallback)  # its failure is handled there
         if self._expiry is None and self.core.pending and self.available:
             self._arm_expiry()
+
+    # --- the other processes ----------------------------------------------------------
+
+    def _tell(
+        self, event: p.PeerEvent, fallback: tuple[c.Message, ...]
+    ) -> asyncio.Future[bool] | None:
+        """``event`` to the other processes; the broker's answer. If it cannot take
+        it, the messages it carried are stored at once (never lost) and this process is
+        unlinked."""
+        if self.leaving:  # it said it has nobody online: nothing more from it
+            return None
+        delivery = self.bridge.to_peers(PEER, event.to_json())
+        shared = delivery.shared
+        if shared is None:
+            return None
+        self._last_tell = shared
+        if delivery.failed:
+            self._peers_failed(fallback)
+            return shared
+
+        def taken(done: asyncio.Future[bool]) -> None:
+            if not done.result():
+                self._peers_failed(fallback)
+
+        shared.add_done_callback(taken)
+        return shared
+
+    async def told(self) -> None:
+        """Until the broker took every word to the peers of the steps started so far
+        (their words go out on the loop's next turn at the latest)."""
+        loop = asyncio.get_running_loop()
+        turn: asyncio.Future[None] = loop.create_future()
+        loop.call_soon(turn.set_result, None)
+        await turn
+        if self._last_tell is not None:
+            await asyncio.shield(self._last_tell)
+
+    def _peers_failed(self, fallback: Iterable[c.Message]) -> None:
+        if self.available:
+            self._spawn(self._settle(self.core.peers_failed(fallback)))
+        self.link_lost()
+
+    def _from_peer(self, origin: str, data: dict[str, Any]) -> None:
+        """The plugin channel's listener: what the chat in another process said."""
+        if not (self.available and self.linked) or self.leaving:
+            return  # the core starts over from the database when both are back
+        try:
+            event = p.parse(data)
+        except ValueError as exc:
+            log.warning("dropped a word from chat process %s: %s", origin, exc)
+            return
+        effects = self.core.from_peer(origin, event, time.time())
+        if effects:
+            self._spawn(self._settle(effects))
+
+    def link_lost(self) -> None:
+        """The broker is away: the other processes cannot be told or heard, so this
+        one stops serving (plan 002, 7.2): what waits for an ack is stored, then every
+        connection is closed 1013; sign-in is refused until ``relink``."""
+        if not self.linked:
+            return
+        self.linked = False
+        log.warning("the chat cannot reach its other processes: signing everyone out")
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        effects = self.core.expire(float("inf")) if self.available else []
+        self.core.forget_peers()
+        self._spawn(self._store_then_close(effects))
+
+    async def _store_then_close(self, effects: list[c.Effect]) -> None:
+        await self._settle(effects)  # stored, and the senders told, before they go
+        for conn in list(self.core.conns):
+            _client(conn).close_soon(1013, UNLINKED)
+
+    async def relink(self) -> None:
+        """The broker is back: start over from the database, ask who is online."""
+        await self.recover()
+        self.linked = True
+        log.warning("the chat reaches its other processes again: serving again")
+        await self._settle(self.core.hello())
 
     def _arm_expiry(self) -> None:
         """One timer at a time, at the oldest unacknowledged message's deadline."""
@@ -234,7 +372,7 @@ class ChatServer:
 
     def _expired(self) -> None:
         self._expiry = None
-        if not self.available:  # storage_lost: the core starts over on recovery
+        if not (self.available and self.linked):  # the core starts over on recovery
             return
         effects = self.core.expire(time.time())
         if effects:
@@ -275,18 +413,31 @@ class ChatServer:
             _client(conn).close_soon(1013, UNAVAILABLE)
 
     async def recover(self) -> None:
-        """The storage answers again: start over from what it holds."""
-        self.core = await asyncio.to_thread(self._load)
-        self.committed, self._reservation = self.core.reserved, None
-        self.available = True
-        log.warning("the chat storage is back: serving again")
+        """The storage answers again: start over from what it holds (read behind
+        every write queued before)."""
+        self.core = await self.writer.call(lambda storage: self._load())
+        if not self.available:
+            self.available = True
+            log.warning("the chat storage is back: serving again")
+
+    async def leave(self) -> None:
+        """This process stops: tell the others nobody is online here any more (rather
+        than leave its users online until the presence TTL)."""
+        if self.clustered and self.linked and not self.leaving:
+            self.leaving = True
+            delivery = self.bridge.to_peers(PEER, p.Presence(()).to_json())
+            try:
+                await asyncio.wait_for(delivery.wait_shared(), self.limits.peer_ttl / 3)
+            except TimeoutError:
+                pass
 
     def close(self) -> None:
         self.writer.close()
         _SERVERS.pop(self.bridge, None)
 
 
-_CHANGES = (c.Store, c.Delete, c.AddUser, c.StoreRoom, c.StoreRoomMessage, c.ReserveIds)
+_CHANGES = (c.Store, c.Delete, c.AddUser, c.StoreRoom, c.StoreRoomMessage)
+_TAKE_IDS = (m.Send, m.SendAll, m.RoomSend)  # the events that hand out message ids
 
 
 def _payload_id(effect: c.Effect) -> int | None:
@@ -313,19 +464,35 @@ async def _signed_in(ctx: Ctx) -> None:
         chat = chat_of(ctx.bridge)
         if not chat.available:
             raise StorageError(UNAVAILABLE)  # zBifrost turns the connection away, 1013
-        effects = chat.core.connected(ctx.client.identity.user, ctx.client, time.time())
+        if not chat.linked:
+            raise StorageError(UNLINKED)
+        user = ctx.client.identity.user
+        if chat.clustered:  # any process may have stored something for them
+            core = chat.core
+            try:
+                stored = await chat.writer.call(lambda storage: storage.stored_for(user))
+            except StorageError:
+                chat.storage_lost()
+                raise StorageError(UNAVAILABLE) from None
+            if core is not chat.core or not (chat.available and chat.linked):
+                raise StorageError(UNAVAILABLE if not chat.available else UNLINKED)
+            core.mailbox(user, [*stored, *core.stored.get(user, {}).values()])
+        effects = chat.core.connected(user, ctx.client, time.time())
         await chat._settle(effects)
 
 
 async def _gone(ctx: Ctx) -> None:
-    chat = chat_of(ctx.bridge)
-    await chat._settle(chat.core.disconnected(ctx.client))
+    chat = _SERVERS.get(ctx.bridge)
+    if chat is not None:  # None: the bridge is stopping and the chat has closed
+        await chat._settle(chat.core.disconnected(ctx.client))
 
 
 def _handler(name: str) -> Any:
     def handle(ctx: Ctx, data: Any) -> Any:  # inline in zBifrost's reader when it can be
         chat = chat_of(ctx.bridge)
         event = m.parse(name, data)
+        if isinstance(event, _TAKE_IDS) and chat.core.ids_left() == 0:
+            return chat.after_claim(ctx.client, event)
         return chat.start(chat.core.received(ctx.client, event, time.time()))
 
     return handle
@@ -352,6 +519,8 @@ async def _register(ctx: Ctx, data: Any) -> dict[str, Any]:
         log.error("the account %r could not be saved: %s", event.username, exc.message)
         raise StorageError(UNAVAILABLE) from None
     await chat.apply(chat.core.registered(event.username))
+    if chat.clustered:  # every process knows the name before anyone can use it
+        await chat.told()
     identity = auth.issue(event.username, "user")
     return {"user": event.username, "token": identity.token}
 
@@ -366,9 +535,12 @@ async def _keepalive_service(bridge: Any) -> None:
 
 async def _storage_service(bridge: Any) -> None:
     """Probe the storage every ``ZCHAT_STORAGE_CHECK`` seconds: sign everyone out when
-    it fails (even with no traffic), serve again once it answers."""
+    it fails (even with no traffic), serve again once it answers. With other
+    processes, look at the broker's link as often: lost, sign everyone out; back,
+    start over from the database."""
     chat = chat_of(bridge)
     try:
+        await chat._settle(chat.core.hello() if chat.linked else [])
         while True:
             await asyncio.sleep(chat.settings.storage_check)  # a clock
             try:
@@ -378,8 +550,27 @@ async def _storage_service(bridge: Any) -> None:
                 continue
             if not chat.available:
                 await chat.recover()
+                if chat.linked:
+                    await chat._settle(chat.core.hello())
+            if chat.clustered and chat.linked and not bridge.broker.available:
+                chat.link_lost()
+            elif not chat.linked and bridge.broker.available:
+                await chat.relink()
     finally:
+        await chat.leave()
         chat.close()
+
+
+async def _peers_service(bridge: Any) -> None:
+    """With other processes: tell them who is online here every third of the presence
+    TTL, and forget those not heard for a whole TTL (they died)."""
+    chat = chat_of(bridge)
+    if not chat.clustered:
+        return
+    while True:
+        await asyncio.sleep(chat.limits.peer_ttl / 3)  # a clock
+        if chat.available and chat.linked:
+            await chat._settle(chat.core.heartbeat(time.time()))
 
 
 EVENTS = {name: _handler(name) for name in m.EVENTS if name != "chat.register"}
@@ -389,6 +580,6 @@ PLUGIN = Plugin(
     "chat_server",
     events=EVENTS,
     hooks={"connect": _signed_in, "sign_in": _signed_in, "sign_out": _gone, "disconnect": _gone},
-    services=[_keepalive_service, _storage_service],
+    services=[_keepalive_service, _storage_service, _peers_service],
     public_events={"chat.register"},
 )

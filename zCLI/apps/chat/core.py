@@ -18,11 +18,14 @@ from typing import Any
 from zCLI import RequestError
 
 from . import messages as m
+from . import peers as p
+from .records import Message, RoomMessage
 
 __all__ = [
     "AddUser",
     "AskBot",
     "ChatCore",
+    "ClaimIds",
     "Close",
     "Delete",
     "Effect",
@@ -30,13 +33,14 @@ __all__ = [
     "Message",
     "Change",
     "ID_BLOCK",
+    "OUT_OF_IDS",
     "Reply",
-    "ReserveIds",
     "RoomMessage",
     "Send",
     "Store",
     "StoreRoom",
     "StoreRoomMessage",
+    "Tell",
 ]
 
 Conn = Hashable
@@ -54,40 +58,7 @@ class Limits:
     max_rate: int = 20
     room_history: int = 100
     max_users: int = 10_000
-
-
-@dataclass(frozen=True)
-class Message:
-    """A direct (or ``send_all``) message to one recipient."""
-
-    id: int
-    sender: str
-    recipient: str
-    text: str
-    ts: float
-    all: bool = False
-
-    def event(self, offline: bool = False) -> dict[str, Any]:
-        data: dict[str, Any] = {"id": self.id, "from": self.sender, "text": self.text}
-        data["ts"] = self.ts
-        if self.all:
-            data["all"] = True
-        if offline:
-            data["offline"] = True
-        return {"event": "chat.message", "data": data}
-
-
-@dataclass(frozen=True)
-class RoomMessage:
-    id: int
-    room: str
-    sender: str
-    text: str
-    ts: float
-
-    def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "room": self.room, "from": self.sender, "text": self.text,
-                "ts": self.ts}  # fmt: skip
+    peer_ttl: float = 15.0  # a peer process not heard for this long has died
 
 
 # --- effects ----------------------------------------------------------------------------
@@ -143,11 +114,23 @@ class AskBot:
 
 
 @dataclass(frozen=True)
-class ReserveIds:
-    """Ids up to ``upto`` may be handed out: recorded before any of them is, so a
-    restart (even after ``kill -9``) never hands one out twice."""
+class ClaimIds:
+    """Claim ``count`` more ids from the storage, recorded as used before any of them
+    is handed out (so neither a restart, even after ``kill -9``, nor another process
+    sharing the database ever hands one out twice); the adapter reports the block with
+    ``ids_claimed``."""
 
-    upto: int
+    count: int
+
+
+@dataclass(frozen=True)
+class Tell:
+    """Tell the chat in the other processes (``peers``) ``event``, after the step's
+    writes are committed. If the broker cannot take it, the adapter calls
+    ``peers_failed(fallback)``: those messages are stored rather than lost."""
+
+    event: p.PeerEvent
+    fallback: tuple[Message, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -158,8 +141,8 @@ class Close:
 
 
 # The effects that are storage writes; the adapter finishes them before any send.
-Change = Store | Delete | AddUser | StoreRoom | StoreRoomMessage | ReserveIds
-Effect = Reply | Send | Change | Close | AskBot
+Change = Store | Delete | AddUser | StoreRoom | StoreRoomMessage
+Effect = Reply | Send | Change | Close | AskBot | ClaimIds | Tell
 # Ids reserved per storage write. Half a block is the headroom a reservation's commit
 # (an fsync) has before messages wait for it: 50,000 ids are 5 s at 10,000 messages a
 # second, so a slow disk does not stall the traffic; a restart skips at most a block.
@@ -186,6 +169,8 @@ class _Rate:
 
 
 FULL = "The chat server is full; try again later."
+OUT_OF_IDS = "The chat server is waiting for its next block of message ids; try again later."
+FORWARDED_KEPT = 10_000  # messages delivered here for another process, awaiting an ack
 
 
 def _status(message_id: int, status: str) -> dict[str, Any]:
@@ -199,8 +184,9 @@ class ChatCore:
     limits: Limits = field(default_factory=Limits)
     users: set[str] = field(default_factory=set)
     next_id: int = 1
-    reserved: int = 0  # the highest id reserved so far (asked of the storage)
+    reserved: int = 0  # the last id of the block being handed out (claimed from the storage)
     bots: frozenset[str] = frozenset()  # users answered by code: always online
+    peers: bool = False  # other processes share the database: tell them what changes
 
     def __post_init__(self) -> None:
         self.users |= self.bots
@@ -212,6 +198,26 @@ class ChatCore:
         self.rooms: dict[str, set[str]] = {}
         self.history: dict[str, deque[RoomMessage]] = {}
         self._rates: dict[str, _Rate] = {}
+        self._spare: tuple[int, int] | None = None  # the next block, claimed ahead
+        self._claiming = False  # a ClaimIds is on its way
+        self._seen = 0  # the highest id another process is known to have handed out
+        # the other processes: who is online in each, when each was last heard
+        self.remote: dict[str, set[str]] = {}
+        self.remote_seen: dict[str, float] = {}
+        self.forwarded: dict[int, Message] = {}  # delivered here for another process
+        self._peer_handlers: dict[type[p.PeerEvent], Callable[[str, Any, float], list[Effect]]] = {
+            p.Online: self._peer_online,
+            p.Offline: self._peer_offline,
+            p.Presence: self._peer_presence,
+            p.Hello: self._peer_hello,
+            p.Registered: self._peer_registered,
+            p.Deliver: self._peer_deliver,
+            p.Acked: self._peer_acked,
+            p.Stored: self._peer_stored,
+            p.Deleted: self._peer_deleted,
+            p.RoomChanged: self._peer_room,
+            p.Said: self._peer_said,
+        }
         self._handlers: dict[type[m.Event], Callable[[Conn, Any, float], list[Effect]]] = {
             m.Users: self._users,
             m.Online: self._online,
@@ -250,13 +256,35 @@ class ChatCore:
 
     # --- presence --------------------------------------------------------------------
 
+    def local_online(self) -> set[str]:
+        """The users online through this process's connections."""
+        return set(self._conns_by_user.keys() - self.deregistered)
+
     def online(self) -> list[str]:
-        return sorted((self._conns_by_user.keys() - self.deregistered) | self.bots)
+        remote: set[str] = set().union(*self.remote.values())
+        return sorted(self.local_online() | remote | self.bots)
+
+    def _online_here(self, user: str) -> bool:
+        return user not in self.deregistered and user in self._conns_by_user
+
+    def _online_elsewhere(self, user: str) -> bool:
+        return any(user in users for users in self.remote.values())
 
     def is_online(self, user: str) -> bool:
         if user in self.bots:
             return True
-        return user not in self.deregistered and user in self._conns_by_user
+        return self._online_here(user) or self._online_elsewhere(user)
+
+    def _changed(self, user: str, was_online: bool, was_here: bool) -> list[Effect]:
+        """The table for everyone if ``user``'s online status changed, and the word to
+        the other processes if it changed here."""
+        effects: list[Effect] = []
+        here = self._online_here(user)
+        if self.peers and here != was_here:
+            effects.append(Tell(p.Online(user) if here else p.Offline(user)))
+        if self.is_online(user) != was_online:
+            effects += self._table_update()
+        return effects
 
     def conns_of(self, user: str) -> list[Conn]:
         return list(self._conns_by_user.get(user, ()))
@@ -290,32 +318,29 @@ class ChatCore:
         if user in self.users:
             return []
         self.users.add(user)
-        return [AddUser(user)]
+        return [AddUser(user), *self._tell(p.Registered(user))]
 
     def connected(self, user: str, conn: Conn, now: float) -> list[Effect]:
         """``conn`` signed in as ``user``: deliver what is stored, tell everyone."""
-        was_online = self.is_online(user)
+        was_online, was_here = self.is_online(user), self._online_here(user)
         if not was_online and len(self.online()) >= self.limits.max_online:
             return [Close(conn, 1013, FULL)]
         effects: list[Effect] = []
         if user not in self.users:
-            self.users.add(user)
-            effects.append(AddUser(user))
+            effects += self.registered(user)
         self._attach(conn, user, now)
         self.deregistered.discard(user)
         effects += self._deliver_stored(user, [conn])
-        if not was_online:
-            effects += self._table_update()
-        return effects
+        return self._reserving(effects + self._changed(user, was_online, was_here))
 
     def disconnected(self, conn: Conn) -> list[Effect]:
         """``conn`` is gone (closed, signed out); the user may go offline."""
-        state = self._detach(conn)
-        if state is None:
+        user = self.conns[conn].user if conn in self.conns else None
+        if user is None:
             return []
-        if state.user in self.deregistered or self.is_online(state.user):
-            return []
-        return self._table_update()
+        was_online, was_here = self.is_online(user), self._online_here(user)
+        self._detach(conn)
+        return self._changed(user, was_online, was_here)
 
     def tick(self, now: float) -> list[Effect]:
         """Close the connections silent for longer than the keep-alive timeout."""
@@ -327,6 +352,132 @@ class ChatCore:
                 effects += self.disconnected(conn)
         return effects
 
+    # --- the other processes -------------------------------------------------------------
+
+    def heartbeat(self, now: float) -> list[Effect]:
+        """Tell the others who is online here (they forget a process that stops saying
+        so), and forget the processes not heard for ``peer_ttl``: they died."""
+        if not self.peers:
+            return []
+        before = set(self.online())
+        for node, seen in list(self.remote_seen.items()):
+            if now - seen > self.limits.peer_ttl:
+                del self.remote_seen[node]
+                self.remote.pop(node, None)
+        effects: list[Effect] = [Tell(p.Presence(tuple(sorted(self.local_online()))))]
+        return effects + (self._table_update() if set(self.online()) != before else [])
+
+    def hello(self) -> list[Effect]:
+        """This process (re)joins: ask the others who is online in them."""
+        return [Tell(p.Hello()), *self.heartbeat(float("-inf"))] if self.peers else []
+
+    def from_peer(self, node: str, event: p.PeerEvent, now: float) -> list[Effect]:
+        """What another process (``node``) told this one."""
+        self.remote_seen[node] = now
+        return self._reserving(self._peer_handlers[type(event)](node, event, now))
+
+    def forget_peers(self) -> list[Effect]:
+        """The link to the other processes is gone: what they said no longer holds."""
+        before = set(self.online())
+        self.remote.clear()
+        self.remote_seen.clear()
+        self.forwarded.clear()
+        return self._table_update() if set(self.online()) != before else []
+
+    def _remote_change(self, node: str, users: set[str]) -> list[Effect]:
+        before = set(self.online())
+        self.remote[node] = users
+        self.users |= users
+        return self._table_update() if set(self.online()) != before else []
+
+    def _peer_online(self, node: str, event: p.Online, now: float) -> list[Effect]:
+        return self._remote_change(node, self.remote.get(node, set()) | {event.user})
+
+    def _peer_offline(self, node: str, event: p.Offline, now: float) -> list[Effect]:
+        return self._remote_change(node, self.remote.get(node, set()) - {event.user})
+
+    def _peer_presence(self, node: str, event: p.Presence, now: float) -> list[Effect]:
+        return self._remote_change(node, set(event.users))
+
+    def _peer_hello(self, node: str, event: p.Hello, now: float) -> list[Effect]:
+        return [Tell(p.Presence(tuple(sorted(self.local_online()))))]
+
+    def _peer_registered(self, node: str, event: p.Registered, now: float) -> list[Effect]:
+        self.users.add(event.user)
+        return []
+
+    def _peer_deliver(self, node: str, event: p.Deliver, now: float) -> list[Effect]:
+        effects: list[Effect] = []
+        for message in event.messages:
+            self.observe(message.id)
+            if not self._online_here(message.recipient):
+                continue  # it went; no ack comes, and the sender's process stores it
+            effects += [Send(c, message.event()) for c in self.conns_of(message.recipient)]
+            if not message.all:
+                self.forwarded[message.id] = message
+                if len(self.forwarded) > FORWARDED_KEPT:  # its sender stored it long ago
+                    del self.forwarded[next(iter(self.forwarded))]
+        return effects
+
+    def _peer_acked(self, node: str, event: p.Acked, now: float) -> list[Effect]:
+        pending = self.pending.get(event.id)
+        if pending is not None and pending.message.recipient == event.user:
+            del self.pending[event.id]
+            if pending.sender_conn is None:
+                return []
+            return [Send(pending.sender_conn, _status(event.id, "delivered"))]
+        return self._unstore(event.user, event.id)
+
+    def _peer_stored(self, node: str, event: p.Stored, now: float) -> list[Effect]:
+        message = event.message
+        self.observe(message.id)
+        self.stored.setdefault(message.recipient, {})[message.id] = message
+        return []
+
+    def _peer_deleted(self, node: str, event: p.Deleted, now: float) -> list[Effect]:
+        stored = self.stored.get(event.user, {})
+        for message_id in event.ids:
+            stored.pop(message_id, None)
+        return []
+
+    def _peer_room(self, node: str, event: p.RoomChanged, now: float) -> list[Effect]:
+        self.rooms[event.room] = set(event.members)
+        return []
+
+    def _peer_said(self, node: str, event: p.Said, now: float) -> list[Effect]:
+        message = event.message
+        self.observe(message.id)
+        self._history(message.room).append(message)
+        payload = {"event": "chat.room.message", "data": message.to_json()}
+        effects: list[Effect] = []
+        for member in sorted(self.rooms.get(message.room, set()) - {message.sender}):
+            if self._online_here(member):
+                effects += [Send(c, payload) for c in self.conns_of(member)]
+        return effects
+
+    def peers_failed(self, messages: Iterable[Message]) -> list[Effect]:
+        """The broker could not take ``messages`` to the other processes: store each
+        (its sender hears "stored" for a direct one) rather than lose it."""
+        effects: list[Effect] = []
+        for message in messages:
+            pending = self.pending.pop(message.id, None)
+            if pending is not None:
+                effects += self._store(message)
+                if pending.sender_conn is not None:
+                    effects.append(Send(pending.sender_conn, _status(message.id, "stored")))
+            elif message.all and not self._mailbox_full(message.recipient):
+                effects += self._store(message)
+        return self._reserving(effects)
+
+    def mailbox(self, user: str, stored: Iterable[Message]) -> None:
+        """What the database holds for ``user``, read as they sign in (any process may
+        have stored it)."""
+        self.stored[user] = {msg.id: msg for msg in sorted(stored, key=lambda msg: msg.id)}
+        for message_id in self.stored[user]:
+            self.observe(message_id)
+        if not self.stored[user]:
+            del self.stored[user]
+
     def _deliver_stored(self, user: str, conns: list[Conn]) -> list[Effect]:
         stored = self.stored.get(user, {})
         if not stored:
@@ -334,7 +485,8 @@ class ChatCore:
         effects: list[Effect] = []
         for conn in conns:
             effects.append(Send(conn, {"event": "chat.offline", "data": {"count": len(stored)}}))
-            effects += [Send(conn, message.event(offline=True)) for message in stored.values()]
+            ordered = sorted(stored.values(), key=lambda message: message.id)  # peers add any id
+            effects += [Send(conn, message.event(offline=True)) for message in ordered]
         return effects
 
     # --- requests --------------------------------------------------------------------
@@ -348,18 +500,65 @@ class ChatCore:
         return self._reserving(self._handlers[type(event)](conn, event, now))
 
     def _reserving(self, effects: list[Effect]) -> list[Effect]:
-        """``effects`` led by a reservation of the next block once less than half a
-        block is left, so the adapter can record it before any id past the last
-        recorded one goes out, without stopping the steps that stay below it."""
-        if self.next_id - 1 + ID_BLOCK // 2 > self.reserved:
-            self.reserved = self.next_id - 1 + ID_BLOCK
-            effects.insert(0, ReserveIds(self.reserved))
+        """``effects`` led by a claim of the next block once less than half a block is
+        left, so it is ready before the current one runs out."""
+        left = self.reserved - self.next_id + 1
+        if left < ID_BLOCK // 2 and self._spare is None and not self._claiming:
+            self._claiming = True
+            effects.insert(0, ClaimIds(ID_BLOCK))
         return effects
+
+    def ids_claimed(self, first: int, last: int) -> list[Effect]:
+        """The storage recorded ``first..last`` as this process's ids; a claim again
+        if another process has handed out a higher id meanwhile (``observe``)."""
+        self._claiming = False
+        if last <= self._seen:
+            return self._reserving([])
+        if self.next_id > self.reserved or first == self.reserved + 1:
+            if self.next_id > self.reserved:
+                self.next_id = first
+            self.reserved = last
+        else:
+            self._spare = (first, last)
+        return []
+
+    def observe(self, message_id: int) -> None:
+        """Another process handed out ``message_id``: ids here must now be greater
+        (they increase in the order messages are accepted, in the whole cluster), so a
+        block below it is given up; ``_reserving`` claims a new one, which is above every
+        id handed out so far, since every process claims from one counter."""
+        self._seen = max(self._seen, message_id)
+        if message_id >= self.next_id:  # blocks are disjoint: the whole block is lower
+            self.reserved = self.next_id - 1
+            if self._spare is not None and self._spare[0] <= message_id:
+                self._spare = None
+
+    def ids_left(self) -> int:
+        """How many ids can be handed out before the next claim is recorded."""
+        left = self.reserved - self.next_id + 1
+        if self._spare is not None:
+            left += self._spare[1] - self._spare[0] + 1
+        return left
+
+    @property
+    def claiming(self) -> bool:
+        return self._claiming
+
+    def ids_unclaimed(self) -> None:
+        """The claim failed (the storage is away): the next request asks again."""
+        self._claiming = False
+
+    def _need_ids(self, count: int) -> None:
+        if self.ids_left() < count:
+            raise RequestError(OUT_OF_IDS, "storage_error")
 
     def _user(self, conn: Conn) -> str:
         return self.conns[conn].user
 
     def _new_id(self) -> int:
+        """The next id of the claimed blocks (``_need_ids`` checked there is one)."""
+        if self.next_id > self.reserved and self._spare is not None:
+            (self.next_id, self.reserved), self._spare = self._spare, None
         self.next_id += 1
         return self.next_id - 1
 
@@ -388,7 +587,18 @@ class ChatCore:
 
     def _store(self, message: Message) -> list[Effect]:
         self.stored.setdefault(message.recipient, {})[message.id] = message
-        return [Store(message)]
+        return [Store(message), *self._tell(p.Stored(message))]
+
+    def _unstore(self, user: str, message_id: int) -> list[Effect]:
+        """Delete a stored message of ``user`` (acknowledged), here and in the others."""
+        stored = self.stored.get(user)
+        if stored is None or stored.pop(message_id, None) is None:
+            return []
+        return [Delete((message_id,)), *self._tell(p.Deleted(user, (message_id,)))]
+
+    def _tell(self, event: p.PeerEvent) -> list[Effect]:
+        """``event`` for the other processes, when there are any."""
+        return [Tell(event)] if self.peers else []
 
     def _users(self, conn: Conn, event: m.Users, now: float) -> list[Effect]:
         return [Reply({"users": self.table()})]
@@ -412,6 +622,7 @@ class ChatCore:
                 "mailbox_full",
             )
         self._check_sending(user, event.text, now)
+        self._need_ids(1)
         message = Message(self._new_id(), user, event.to, event.text, now)
         if event.to in self.bots:
             return [Reply({"id": message.id, "ts": now}), AskBot(message, conn)]
@@ -423,7 +634,10 @@ class ChatCore:
         if self.is_online(message.recipient):
             deadline = message.ts + self.limits.ack_timeout
             self.pending[message.id] = _Pending(message, sender_conn, deadline)
-            effects += [Send(c, message.event()) for c in self.conns_of(message.recipient)]
+            if self._online_here(message.recipient):
+                effects += [Send(c, message.event()) for c in self.conns_of(message.recipient)]
+            if self._online_elsewhere(message.recipient):
+                effects.append(Tell(p.Deliver((message,)), (message,)))
         else:
             effects += self._store(message)
             if sender_conn is not None:
@@ -438,6 +652,8 @@ class ChatCore:
         effects: list[Effect] = []
         if sender_conn in self.conns:
             effects.append(Send(sender_conn, _status(prompt.id, "delivered")))
+        if self.reserved - self.next_id + 1 < 1 and self._spare is None:
+            return self._reserving(effects)  # no id for the answer yet: it is dropped
         answer = Message(self._new_id(), prompt.recipient, prompt.sender, text, now)
         if not self.is_online(answer.recipient) and self._mailbox_full(answer.recipient):
             return self._reserving(effects)
@@ -480,42 +696,53 @@ class ChatCore:
             if pending.sender_conn is not None:
                 effects.append(Send(pending.sender_conn, _status(event.id, "delivered")))
             return effects
-        stored = self.stored.get(user)
-        if stored is not None and stored.pop(event.id, None) is not None:
-            return [Reply({"acked": True}), Delete((event.id,))]
-        return [Reply({"acked": False})]
+        forwarded = self.forwarded.get(event.id)
+        if forwarded is not None and forwarded.recipient == user:
+            del self.forwarded[event.id]  # its sender's process settles it
+            return [Reply({"acked": True}), Tell(p.Acked(user, event.id)),
+                    *self._unstore(user, event.id)]  # fmt: skip
+        unstored = self._unstore(user, event.id)
+        return [Reply({"acked": bool(unstored)}), *unstored]
 
     def _send_all(self, conn: Conn, event: m.SendAll, now: float) -> list[Effect]:
         user = self._user(conn)
         self._check_sending(user, event.text, now)
+        others = sorted(self.users - {user} - self.bots)
+        self._need_ids(len(others))
         effects: list[Effect] = []
+        elsewhere: list[Message] = []
         delivered = stored = 0
-        for other in sorted(self.users - {user} - self.bots):
+        for other in others:
             message = Message(self._new_id(), user, other, event.text, now, all=True)
             if self.is_online(other):
-                effects += [Send(c, message.event()) for c in self.conns_of(other)]
+                if self._online_here(other):
+                    effects += [Send(c, message.event()) for c in self.conns_of(other)]
+                if self._online_elsewhere(other):
+                    elsewhere.append(message)
                 delivered += 1
             elif not self._mailbox_full(other):
                 effects += self._store(message)
                 stored += 1
+        if elsewhere:
+            effects.append(Tell(p.Deliver(tuple(elsewhere)), tuple(elsewhere)))
         reply = Reply({"ts": now, "delivered": delivered, "stored": stored})
         return [reply, *effects]
 
     def _dereg(self, conn: Conn, event: m.Dereg, now: float) -> list[Effect]:
         user = self._user(conn)
-        was_online = self.is_online(user)
+        was_online, was_here = self.is_online(user), self._online_here(user)
         self.deregistered.add(user)
         effects: list[Effect] = [Reply({"status": "offline"})]
-        return effects + (self._table_update() if was_online else [])
+        return effects + self._changed(user, was_online, was_here)
 
     def _reg(self, conn: Conn, event: m.Reg, now: float) -> list[Effect]:
         user = self._user(conn)
-        was_online = self.is_online(user)
+        was_online, was_here = self.is_online(user), self._online_here(user)
         self.deregistered.discard(user)
         count = len(self.stored.get(user, ()))
         effects: list[Effect] = [Reply({"status": "online", "pending": count})]
         effects += self._deliver_stored(user, [conn])
-        return effects + ([] if was_online else self._table_update())
+        return effects + self._changed(user, was_online, was_here)
 
     # --- rooms -------------------------------------------------------------------------
 
@@ -534,25 +761,30 @@ class ChatCore:
         if event.room in self.rooms:
             raise RequestError(f"There is already a room named {event.room!r}.", "room_exists")
         self.rooms[event.room] = {self._user(conn)}
-        return [Reply({"room": event.room}), StoreRoom(event.room, (self._user(conn),))]
+        return [Reply({"room": event.room}), *self._save_room(event.room)]
+
+    def _save_room(self, room: str) -> list[Effect]:
+        members = tuple(sorted(self.rooms[room]))
+        return [StoreRoom(room, members), *self._tell(p.RoomChanged(room, members))]
 
     def _room_join(self, conn: Conn, event: m.RoomJoin, now: float) -> list[Effect]:
         members = self.rooms.get(event.room)
         if members is None:
             raise RequestError(f"There is no room named {event.room!r}.", "unknown_room")
         members.add(self._user(conn))
-        listed = tuple(sorted(members))
-        return [Reply({"room": event.room, "members": list(listed)}), StoreRoom(event.room, listed)]
+        listed = sorted(members)
+        return [Reply({"room": event.room, "members": listed}), *self._save_room(event.room)]
 
     def _room_leave(self, conn: Conn, event: m.RoomLeave, now: float) -> list[Effect]:
         members = self._member_of(self._user(conn), event.room)
         members.discard(self._user(conn))
-        return [Reply({"room": event.room}), StoreRoom(event.room, tuple(sorted(members)))]
+        return [Reply({"room": event.room}), *self._save_room(event.room)]
 
     def _room_send(self, conn: Conn, event: m.RoomSend, now: float) -> list[Effect]:
         user = self._user(conn)
         members = self._member_of(user, event.room)
         self._check_sending(user, event.text, now)
+        self._need_ids(1)
         message = RoomMessage(self._new_id(), event.room, user, event.text, now)
         self._history(event.room).append(message)
         payload = {"event": "chat.room.message", "data": message.to_json()}
@@ -561,9 +793,9 @@ class ChatCore:
             StoreRoomMessage(message, self.limits.room_history),
         ]
         for other in sorted(members - {user}):
-            if self.is_online(other):
+            if self._online_here(other):
                 effects += [Send(c, payload) for c in self.conns_of(other)]
-        return effects
+        return effects + self._tell(p.Said(message))
 
     def _room_history(self, conn: Conn, event: m.RoomHistory, now: float) -> list[Effect]:
         self._member_of(self._user(conn), event.room)

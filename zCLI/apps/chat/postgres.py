@@ -3,10 +3,11 @@
 The same narrow interface and the same promises as ``SQLiteStorage``: ``write`` applies
 the core's changes in one transaction and returns only once it is committed (so nothing
 reported stored is lost), and the highest id ever used or reserved is kept in
-``counters`` (the core reserves ids in blocks). It is synchronous on purpose: the
-``Storage`` protocol is called from the one writer thread (``writer.py``), which already
-groups every queued request into one transaction, so one connection in that thread does
-what an async pool would, with no second code path in the chat server.
+``counters``, from which each process claims its blocks of ids atomically. It is
+synchronous on purpose: the ``Storage`` protocol is called from the one writer thread
+(``writer.py``), which already groups every queued request into one transaction, so one
+connection in that thread does what an async pool would, with no second code path in
+the chat server.
 
 The schema is created, and later versions migrated, when the storage opens: each
 migration runs once, in order, recorded in ``schema_version``, under an advisory lock
@@ -27,7 +28,6 @@ from .core import (
     AddUser,
     Change,
     Delete,
-    ReserveIds,
     Store,
     StoreRoom,
     StoreRoomMessage,
@@ -73,8 +73,25 @@ class PostgresStorage(StoredRows):
     def _run(self, action: str, work: Callable[[Any], Any]) -> Any:
         return self.database.run(action, work)
 
-    def _read(self, action: str, sql: str) -> list[tuple[Any, ...]]:
-        return self._run(action, lambda db: list(db.execute(sql).fetchall()))
+    _param = "%s"
+
+    def _read(self, action: str, sql: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        return self._run(action, lambda db: list(db.execute(sql, args).fetchall()))
+
+    def claim_ids(self, count: int) -> int:
+        """Record ``count`` more ids as used and return the last of them: one atomic
+        ``UPDATE ... RETURNING``, so no two processes ever get the same block."""
+
+        def work(db: Any) -> int:
+            with db.transaction():
+                db.execute("INSERT INTO counters VALUES ('last_id', 0) ON CONFLICT DO NOTHING")
+                row = db.execute(
+                    "UPDATE counters SET value = value + %s WHERE name = 'last_id' RETURNING value",
+                    (count,),
+                ).fetchone()
+                return int(row[0])
+
+        return self._run("reserving ids", work)
 
     def write(self, changes: Sequence[Change]) -> None:
         def work(db: Any) -> None:
@@ -152,15 +169,10 @@ def _store_room_message(cursor: Any, change: StoreRoomMessage) -> None:
     _bump(cursor, msg.id)
 
 
-def _reserve(cursor: Any, change: ReserveIds) -> None:
-    _bump(cursor, change.upto)
-
-
 _WRITERS: dict[type, Callable[[Any, Any], None]] = {
     Store: _store,
     Delete: _delete,
     AddUser: _add_user,
     StoreRoom: _save_room,
     StoreRoomMessage: _store_room_message,
-    ReserveIds: _reserve,
 }

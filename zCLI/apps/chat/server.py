@@ -36,18 +36,21 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.http_port is not None:
         http["port"] = args.http_port
+    websocket: dict[str, object] = {
+        "host": args.host,
+        "port": args.server_port,
+        "require_auth": True,
+        "auth_timeout": float(os.environ.get("ZCHAT_AUTH_TIMEOUT", 10.0)),
+    }
     spark: dict[str, object] = {
         "zWorkspace": os.path.abspath(args.workspace),
         "zMode": "zBifrost",
         "plugins": ["zCLI.apps.chat.bridge"],
-        "websocket": {
-            "host": args.host,
-            "port": args.server_port,
-            "require_auth": True,
-            "auth_timeout": float(os.environ.get("ZCHAT_AUTH_TIMEOUT", 10.0)),
-        },
+        "websocket": websocket,
         "http_server": http,
     }
+    if args.broker is not None:  # other chat servers on the same database: one chat
+        websocket["broker"] = args.broker
     # Accounts in SQLite (a YAML users file is rewritten whole for each new account),
     # or in the chat's PostgreSQL database beside its messages.
     auth: dict[str, object] = {"users_file": "users.sqlite3"}

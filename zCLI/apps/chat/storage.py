@@ -1,8 +1,9 @@
 """Where the chat keeps what must survive a restart, behind a narrow interface.
 
 The core asks for little: write these changes (store a message, delete ids, add a
-user, save a room, keep a room message, reserve ids) in one transaction; read what is
-stored for everyone, the users, the rooms and their recent messages. ``SQLiteStorage`` is one
+user, save a room, keep a room message) in one transaction; claim a block of ids no
+other process will ever hand out; read what is stored for everyone (or one user), the
+users, the rooms and their recent messages. ``SQLiteStorage`` is one
 file in WAL mode; ``PostgresStorage`` (``postgres.py``) implements the same ``Storage``
 protocol on a PostgreSQL server, and ``open_storage`` picks one from ``--db``. Every
 failure is a ``zCLI.StorageError`` whose sentence names the action and the file.
@@ -24,7 +25,6 @@ from .core import (
     Change,
     Delete,
     Message,
-    ReserveIds,
     RoomMessage,
     Store,
     StoreRoom,
@@ -56,9 +56,11 @@ class Storage(Protocol):
     changes in one transaction, all or none; every failure is a ``StorageError``."""
 
     def write(self, changes: Sequence[Change]) -> None: ...
+    def claim_ids(self, count: int) -> int: ...
     def probe(self) -> None: ...
     def users(self) -> list[str]: ...
     def stored(self) -> list[Message]: ...
+    def stored_for(self, user: str) -> list[Message]: ...
     def rooms(self) -> list[tuple[str, list[str]]]: ...
     def room_messages(self) -> list[RoomMessage]: ...
     def next_id(self) -> int: ...
@@ -67,9 +69,12 @@ class Storage(Protocol):
 
 class StoredRows:
     """The reads every SQL storage shares (the same tables and queries in SQLite and
-    PostgreSQL); a subclass provides ``_read(action, sql)``."""
+    PostgreSQL); a subclass provides ``_read(action, sql, args)`` and its parameter
+    mark."""
 
-    def _read(self, action: str, sql: str) -> list[tuple[Any, ...]]:
+    _param = "?"
+
+    def _read(self, action: str, sql: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         raise NotImplementedError
 
     def users(self) -> list[str]:
@@ -79,6 +84,13 @@ class StoredRows:
 
     def stored(self) -> list[Message]:
         rows = self._read("reading stored messages", "SELECT * FROM messages ORDER BY id")
+        return [Message(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in rows]
+
+    def stored_for(self, user: str) -> list[Message]:
+        """What is stored for ``user``, by whichever process stored it (a sign-in reads
+        it when several processes share the database)."""
+        sql = f"SELECT * FROM messages WHERE recipient = {self._param} ORDER BY id"
+        rows = self._read("reading stored messages", sql, (user,))
         return [Message(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in rows]
 
     def rooms(self) -> list[tuple[str, list[str]]]:
@@ -137,6 +149,17 @@ class SQLiteStorage(StoredRows):
         with self._transaction(action_of(changes)) as db:
             for change in changes:
                 _WRITERS[type(change)](db, change)
+
+    def claim_ids(self, count: int) -> int:
+        """Record ``count`` more ids as used and return the last of them: the block
+        ``last - count + 1 .. last`` is this caller's alone (one write transaction)."""
+        with self._transaction("reserving ids") as db:
+            db.execute("INSERT OR IGNORE INTO counters VALUES ('last_id', 0)")
+            row = db.execute(
+                "UPDATE counters SET value = value + ? WHERE name = 'last_id' RETURNING value",
+                (count,),
+            ).fetchone()
+            return int(row[0])
 
     def probe(self) -> None:
         """A write that changes nothing the chat reads: it fails exactly when a real
@@ -214,17 +237,12 @@ def _store_room_message(db: sqlite3.Connection, change: StoreRoomMessage) -> Non
     _bump(db, msg.id)
 
 
-def _reserve(db: sqlite3.Connection, change: ReserveIds) -> None:
-    _bump(db, change.upto)
-
-
 _WRITERS: dict[type, Callable[[sqlite3.Connection, Any], None]] = {
     Store: _store,
     Delete: _delete,
     AddUser: _add_user,
     StoreRoom: _save_room,
     StoreRoomMessage: _store_room_message,
-    ReserveIds: _reserve,
 }
 _ACTIONS: dict[type, str] = {
     Store: "storing a message",
@@ -232,5 +250,4 @@ _ACTIONS: dict[type, str] = {
     AddUser: "adding a user",
     StoreRoom: "saving a room",
     StoreRoomMessage: "storing a room message",
-    ReserveIds: "reserving ids",
 }

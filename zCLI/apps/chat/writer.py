@@ -4,7 +4,8 @@
 thread takes everything queued so far and writes it in one transaction (a group
 commit: one sync for many requests under load), then settles each future: all of them
 succeed, or all fail with the ``StorageError``. Writes happen in the order they were
-submitted. ``probe`` goes through the same queue, so it waits behind real writes.
+submitted. ``probe`` and ``call`` (a read, or claiming ids) go through the same
+queue, so they wait behind the writes submitted before them.
 An unexpected error (a bug) fails that batch's futures with it and is logged; the
 thread goes on.
 """
@@ -15,8 +16,9 @@ import asyncio
 import logging
 import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from zCLI import StorageError
 
@@ -31,8 +33,9 @@ log = logging.getLogger("zCLI.apps.chat")
 
 @dataclass
 class _Job:
-    changes: Sequence[Change]  # empty: a probe
-    future: asyncio.Future[None]
+    changes: Sequence[Change]  # empty: a probe (or a call)
+    future: asyncio.Future[Any]
+    call: Callable[[Storage], Any] | None = None  # a read: runs alone, its result kept
 
 
 class StorageWriter:
@@ -46,6 +49,13 @@ class StorageWriter:
         """Queue ``changes``; the future is done once they are committed."""
         future = asyncio.get_running_loop().create_future()
         self._jobs.put(_Job(changes, future))
+        return future
+
+    def call(self, work: Callable[[Storage], Any]) -> asyncio.Future[Any]:
+        """``work(storage)`` in the thread, after every write submitted before it; the
+        future holds its result (or its ``StorageError``)."""
+        future = asyncio.get_running_loop().create_future()
+        self._jobs.put(_Job((), future, work))
         return future
 
     def probe(self) -> asyncio.Future[None]:
@@ -63,8 +73,12 @@ class StorageWriter:
             job = self._jobs.get()
             if job is None:
                 return
+            if job.call is not None:
+                self._call(job)
+                continue
             batch = [job]
             stop = False
+            call: _Job | None = None
             while len(batch) < MAX_BATCH:
                 try:
                     more = self._jobs.get_nowait()
@@ -73,10 +87,28 @@ class StorageWriter:
                 if more is None:
                     stop = True
                     break
+                if more.call is not None:  # after the writes before it
+                    call = more
+                    break
                 batch.append(more)
             self._write(batch)
+            if call is not None:
+                self._call(call)
             if stop:
                 return
+
+    def _call(self, job: _Job) -> None:
+        assert job.call is not None
+        try:
+            result = job.call(self.storage)
+        except StorageError as exc:
+            _settle(job.future, exc)
+            return
+        except Exception as exc:  # a bug: its waiter hears of it, the thread goes on
+            log.exception("a storage read failed with an unexpected error")
+            _settle(job.future, exc)
+            return
+        _settle(job.future, None, result)
 
     def _write(self, batch: list[_Job]) -> None:
         changes = [change for job in batch for change in job.changes]
@@ -95,12 +127,12 @@ class StorageWriter:
             _settle(job.future, error)
 
 
-def _settle(future: asyncio.Future[None], error: Exception | None) -> None:
+def _settle(future: asyncio.Future[Any], error: Exception | None, result: Any = None) -> None:
     def done() -> None:
         if future.done():  # its waiter was cancelled
             return
         if error is None:
-            future.set_result(None)
+            future.set_result(result)
         else:
             future.set_exception(error)
 

@@ -10,16 +10,17 @@ from zCLI import RequestError, StorageError
 from zCLI.apps.chat import messages as m
 from zCLI.apps.chat.core import (
     ID_BLOCK,
+    OUT_OF_IDS,
     AddUser,
     AskBot,
     ChatCore,
+    ClaimIds,
     Close,
     Delete,
     Effect,
     Limits,
     Message,
     Reply,
-    ReserveIds,
     RoomMessage,
     Send,
     Store,
@@ -251,22 +252,30 @@ class TestDirectMessages(ChatTestCase):
 
 
 class TestIds(ChatTestCase):
-    def test_ids_are_reserved_before_they_are_handed_out(self) -> None:
-        """The first id hands out reserves a block first, and the next block is asked
-        for once less than half of one is left, so a restart never hands out an id
-        again, even one only delivered live, and the adapter records it ahead."""
-        self.core.reserved = 0
+    def test_ids_come_from_claimed_blocks(self) -> None:
+        """The next block is claimed once less than half of one is left; ids go on in
+        it whether or not it follows (another process may have claimed those between),
+        and none is handed out past the blocks claimed."""
+        self.core.next_id, self.core.reserved = 1, ID_BLOCK
         self.sign_in("alice", "bob")
-        effects = self.do("alice", "chat.send", to="bob", text="hi")
-        self.assertEqual(effects[:2], [ReserveIds(1 + ID_BLOCK), Reply({"id": 1, "ts": 0.0})])
-        self.assertNotIn(ReserveIds, [type(e) for e in self.do("alice", "chat.send", to="bob",
-                                                                text="again")])  # fmt: skip
-        start = self.core.next_id = self.core.reserved - ID_BLOCK // 2  # half a block left
-        self.assertNotIn(ReserveIds, [type(e) for e in self.do("alice", "chat.send", to="bob",
-                                                                text="x", now=1.0)])  # fmt: skip
-        effects = self.do("alice", "chat.send", to="bob", text="y", now=1.0)
-        self.assertEqual(effects[:2], [ReserveIds(start + 1 + ID_BLOCK),
-                                       Reply({"id": start + 1, "ts": 1.0})])  # fmt: skip
+
+        def send(now: float = 0.0) -> list[Effect]:
+            return self.do("alice", "chat.send", now, to="bob", text="hi")
+
+        self.assertEqual(send()[0], Reply({"id": 1, "ts": 0.0}))
+        half = self.core.next_id = ID_BLOCK // 2 + 2  # less than half a block left
+        self.assertEqual(send(1.0)[:2], [ClaimIds(ID_BLOCK), Reply({"id": half, "ts": 1.0})])
+        self.assertNotIn(ClaimIds, [type(e) for e in send(1.0)])  # one claim at a time
+        self.core.ids_claimed(5 * ID_BLOCK + 1, 6 * ID_BLOCK)
+        self.core.next_id = ID_BLOCK
+        self.assertEqual(send(2.0)[0], Reply({"id": ID_BLOCK, "ts": 2.0}))
+        self.assertEqual(send(2.0)[0], Reply({"id": 5 * ID_BLOCK + 1, "ts": 2.0}))
+        self.core.next_id = 6 * ID_BLOCK  # the last one
+        effects = send(3.0)
+        self.assertEqual(effects[:2], [ClaimIds(ID_BLOCK), Reply({"id": 6 * ID_BLOCK, "ts": 3.0})])
+        self.assertRefused("storage_error", OUT_OF_IDS, "alice", "chat.send", to="bob", text="x")
+        self.core.ids_claimed(6 * ID_BLOCK + 1, 7 * ID_BLOCK)  # contiguous: the block grows
+        self.assertEqual(send(4.0)[0], Reply({"id": 6 * ID_BLOCK + 1, "ts": 4.0}))
 
     def test_writer_commits_in_order_and_reports_failure(self) -> None:
         """The writer thread commits what it is given in order, and a failure reaches
@@ -392,13 +401,15 @@ class TestSQLiteStorage(zTestCase):
         self.assertEqual(sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone(), ("wal",))
 
     def test_core_restores_from_storage(self) -> None:
-        """A restarted core replays what the storage holds and continues the ids."""
+        """A restarted core replays what the storage holds and continues the ids in the
+        block it claims."""
         store = SQLiteStorage(self.workspace / "chat.sqlite3")
         self.addCleanup(store.close)
         store.write([Store(Message(7, "alice", "bob", "kept", 1.0))])
         core = ChatCore(users={"alice", "bob"})
         core.restore(store.stored(), store.rooms(), store.room_messages())
-        core.next_id = max(core.next_id, store.next_id())
+        last = store.claim_ids(ID_BLOCK)
+        core.next_id, core.reserved = last - ID_BLOCK + 1, last
         effects = core.connected("bob", "b", 2.0)
         self.assertEqual(
             effects[:2],

@@ -15,7 +15,6 @@ from zCLI.apps.chat.core import (
     Change,
     Delete,
     Message,
-    ReserveIds,
     RoomMessage,
     Store,
     StoreRoom,
@@ -41,8 +40,6 @@ CHANGES: list[Change] = [
     StoreRoomMessage(RoomMessage(4, "general", "bob", "one", TS), keep=2),
     StoreRoomMessage(RoomMessage(5, "general", "bob", "two", TS), keep=2),
     StoreRoomMessage(RoomMessage(6, "general", "bob", "three", TS), keep=2),
-    ReserveIds(100_000),
-    ReserveIds(50),  # lower: the highest stays
 ]
 EXPECTED = {
     "users": ["ann", "bob"],
@@ -55,7 +52,7 @@ EXPECTED = {
         RoomMessage(5, "general", "bob", "two", TS),
         RoomMessage(6, "general", "bob", "three", TS),
     ],
-    "next_id": 100_001,
+    "next_id": 7,
 }
 
 
@@ -82,9 +79,26 @@ class ContractMixin:
         storage.write(CHANGES[5:])
         storage.probe()
         test.assertEqual(self.reads(storage), EXPECTED)
+        test.assertEqual(storage.stored_for("bob"), EXPECTED["stored"])
+        test.assertEqual(storage.stored_for("ann"), [])
         storage.close()
         again = self.open()
         test.assertEqual(self.reads(again), EXPECTED)
+        again.close()
+
+    def test_blocks_of_ids_are_claimed_once(self) -> None:
+        """Two connections claiming blocks in turn get disjoint ones, each after the
+        highest id ever used; the last one claimed is what a restart starts after."""
+        test: unittest.TestCase = self  # type: ignore[assignment]
+        one, two = self.open(), self.open()
+        one.write([Store(Message(41, "ann", "bob", "hi", TS))])
+        test.assertEqual(one.claim_ids(100), 141)
+        test.assertEqual(two.claim_ids(100), 241)
+        test.assertEqual(one.claim_ids(10), 251)
+        one.close()
+        two.close()
+        again = self.open()
+        test.assertEqual(again.next_id(), 252)
         again.close()
 
     def test_an_empty_store(self) -> None:

@@ -120,6 +120,10 @@ class OwnServer:
         self.process: ServerProcess | None = None
         self.ws_url = self.http_url = ""
 
+    @property
+    def ws_urls(self) -> list[str]:
+        return [self.ws_url]
+
     def start(self, ws_port: int = 0, http_port: int = 0) -> None:
         command = [sys.executable, "-m", "zCLI", "chat", "-s", str(ws_port)]
         command += ["--http-port", str(http_port), "--db", self.db]
@@ -248,6 +252,8 @@ class ChatClient:
             await self.send(frame)
         except BaseException:  # closed before it went: nobody will wait for a reply
             self._replies.pop(rid, None)
+            if future.done() and not future.cancelled():
+                future.exception()  # the reader failed it as it closed: seen here
             raise
         try:
             return await asyncio.wait_for(future, timeout(units))
@@ -392,6 +398,9 @@ class ChatTestCase(unittest.IsolatedAsyncioTestCase):
     server: ClassVar[OwnServer | None] = None
     ws_url: ClassVar[str] = ""
     http_url: ClassVar[str | None] = None
+    # every process of the server under test (a cluster has several): each user's
+    # connections go to them in turn, the first to the next process after the last user's
+    ws_urls: ClassVar[Sequence[str]] = ()
 
     @classmethod
     def setUpClass(cls) -> None:
@@ -413,14 +422,20 @@ class ChatTestCase(unittest.IsolatedAsyncioTestCase):
             cls.addClassCleanup(cls._stop_own)
 
     @classmethod
+    def _own_server(cls) -> OwnServer:
+        """The server this class starts (a cluster's class returns its cluster)."""
+        return OwnServer(cls.server_options, cls.server_env, cls.database_url)
+
+    @classmethod
     def _start_own(cls) -> None:
-        cls.server = OwnServer(cls.server_options, cls.server_env, cls.database_url)
+        cls.server = cls._own_server()
         try:
             cls.server.start()
         except BaseException:
             cls.server.close()
             raise
         cls.ws_url, cls.http_url = cls.server.ws_url, cls.server.http_url
+        cls.ws_urls = cls.server.ws_urls
 
     @classmethod
     def _stop_own(cls) -> None:
@@ -435,6 +450,7 @@ class ChatTestCase(unittest.IsolatedAsyncioTestCase):
             self.addCleanup(type(self)._stop_own)
         self.tag = "t" + secrets.token_hex(4)
         self.clients: list[ChatClient] = []
+        self._places: dict[str, list[int]] = {}  # user -> [their first process, connections]
         self.addAsyncCleanup(self._close_clients)
 
     async def _close_clients(self) -> None:
@@ -452,6 +468,7 @@ class ChatTestCase(unittest.IsolatedAsyncioTestCase):
         the clients must go on reading (the close handshake) while it stops."""
         await asyncio.to_thread(self.own.restart, signum)
         type(self).ws_url, type(self).http_url = self.own.ws_url, self.own.http_url
+        type(self).ws_urls = self.own.ws_urls
 
     # --- names and accounts -------------------------------------------------------
 
@@ -465,19 +482,38 @@ class ChatTestCase(unittest.IsolatedAsyncioTestCase):
     def mine(self, name: str) -> bool:
         return name.startswith(self.tag + "-")
 
+    def url_for(self, user: str | None) -> str:
+        """Where the next connection of ``user`` goes: on a cluster, a user's
+        connections take its processes in turn, each user starting one process further
+        than the user before (so a test's users are spread, and a user who signs in
+        again lands on another process); anything else goes to the first."""
+        if user is None or len(self.ws_urls) < 2:
+            return self.ws_url
+        place = self._places.setdefault(user, [len(self._places), 0])
+        index = (place[0] + place[1]) % len(self.ws_urls)
+        place[1] += 1
+        return self.ws_urls[index]
+
     async def connect(
-        self, label: str = "client", *, token: str | None = None, bearer: str | None = None
+        self,
+        label: str = "client",
+        *,
+        token: str | None = None,
+        bearer: str | None = None,
+        user: str | None = None,
     ) -> ChatClient:
         """A new connection (not signed in unless ``token``/``bearer`` does it), closed
-        when the test ends."""
-        client = await ChatClient.open(self.ws_url, label, token=token, bearer=bearer)
+        when the test ends; ``user`` is whose it will be (on a cluster, it picks the
+        process)."""
+        url = self.url_for(user)
+        client = await ChatClient.open(url, label, token=token, bearer=bearer)
         self.clients.append(client)
         return client
 
     async def register(self, label: str, password: str = PASSWORD) -> Account:
         """Create the account ``name(label)`` with ``chat.register`` on a connection of
         its own, which then closes: the user exists and is offline."""
-        client = await self.connect(f"register {label}")
+        client = await self.connect(f"register {label}", user=self.name(label))
         account = await self.register_on(client, label, password)
         await client.close()
         return account
@@ -504,6 +540,7 @@ class ChatTestCase(unittest.IsolatedAsyncioTestCase):
             account.name,
             token=token if how == "url" else None,
             bearer=token if how == "bearer" else None,
+            user=account.name,
         )
         if how == "auth":
             await client.send({"event": "auth", "token": token})
@@ -534,7 +571,7 @@ class ChatTestCase(unittest.IsolatedAsyncioTestCase):
     async def user(self, label: str, password: str = PASSWORD) -> ChatClient:
         """A new user, signed in: ``chat.register`` then ``auth`` with the token it
         returned, on one connection (docs/chat.md's sign-up)."""
-        client = await self.connect(label)
+        client = await self.connect(label, user=self.name(label))
         account = await self.register_on(client, label, password)
         await client.send({"event": "auth", "token": account.token})
         client.token = account.token
@@ -603,10 +640,15 @@ class ChatTestCase(unittest.IsolatedAsyncioTestCase):
             "chat.clients", lambda push: self.table_of(push) == dict(expected), latest=True
         )
 
-    async def expect_online(self, client: ChatClient, name: str, online: bool) -> None:
+    async def expect_online(
+        self, client: ChatClient, name: str, online: bool, units: float = 3
+    ) -> None:
         """``client`` gets a ``chat.clients`` in which ``name`` is (not) online."""
         await client.expect(
-            "chat.clients", lambda push: self.table_of(push).get(name) is online, latest=True
+            "chat.clients",
+            lambda push: self.table_of(push).get(name) is online,
+            units=units,
+            latest=True,
         )
 
     async def send(self, sender: ChatClient, to: str, text: str) -> Sent:

@@ -1,0 +1,124 @@
+"""zChat on a cluster when a part of it goes away (issue 12): two ``zcli chat -s``
+processes on one PostgreSQL and one Redis. Plan 002 section 7.2 for real (Redis stopped
+mid-traffic: everyone signed out, sign-in refused while it lasts, back by itself,
+nothing reported stored lost), and section 6 with a cluster (one process killed: its
+users sign in to the other and get what was stored for them)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import unittest
+
+import websockets
+
+from zCLI.apps.chat.bridge import UNLINKED
+from zCLI.apps.chat.tests.cluster import PRESENCE_TTL, ClusterMixin
+from zCLI.apps.chat.tests.plan002 import CHAT, SHORT, ChatTestCase, Sent
+from zTestSuite import requires_network, requires_service
+
+__all__ = ["CHAT", "ClusterOutageTest"]
+
+LOST = "the chat cannot reach its other processes: signing everyone out"
+BACK = "the chat reaches its other processes again: serving again"
+
+
+@requires_network
+@requires_service("postgresql")
+@requires_service("redis")
+class ClusterOutageTest(ClusterMixin, ChatTestCase):
+    server_per_test = True
+    server_options = ("--ack-timeout", f"{SHORT:g}", "--max-rate", "100000")
+
+    async def members_say(self, line: str) -> None:
+        """Every process of the cluster logged ``line``."""
+        for member in self.own.members:  # type: ignore[attr-defined]  # an OwnCluster
+            assert member.process is not None
+            await asyncio.to_thread(member.process.wait_for, line, 5)
+
+    async def test_7_2_redis_stopped_mid_traffic_signs_everyone_out(self) -> None:
+        """Redis stopped while ann sends to bob on the other process: both are signed
+        out (1013), every message ann heard "stored" reaches bob once Redis is back,
+        exactly once and in order; signing in meanwhile is refused with the sentence;
+        the cluster serves again by itself."""
+        ann, bob = await self.users("ann", "bob")  # on the two processes
+        assert ann.user is not None and bob.user is not None
+        await self.deliver(ann, bob, "before the outage")
+        sent: list[Sent] = []
+
+        async def talk() -> None:  # until ann is signed out
+            while True:
+                try:
+                    sent.append(await self.send(ann, bob.user or "", f"message {len(sent)}"))
+                except (AssertionError, websockets.ConnectionClosed):
+                    if ann.closed:  # signed out: no reply, or the request never went
+                        return
+                    raise
+
+        for _ in range(5):  # traffic flows before Redis stops, and goes on meanwhile
+            sent.append(await self.send(ann, bob.user, f"message {len(sent)}"))
+        talking = asyncio.create_task(talk())
+        await asyncio.to_thread(self.redis.stop)
+        await talking
+        for client in (ann, bob):
+            self.assertEqual(await client.wait_closed(5), (1013, UNLINKED))
+        await self.members_say(LOST)
+        statuses = [p["data"] for p in ann.pushes if p.get("event") == "chat.status"]
+        self.assertEqual({s["status"] for s in statuses}, {"stored"}, "bob acknowledges none")
+        stored = [s["id"] for s in statuses]
+        with self.subTest(while_away="sign-in refused"):
+            client = await self.connect("while away", token=bob.token)  # to process 0
+            self.assertConnectionInfo(await client.expect("connection_info"), bob.user)
+            self.assertEqual(
+                await client.expect_error(),
+                {"error": UNLINKED, "code": "storage_error", "_requestId": None},
+            )
+            self.assertEqual(await client.wait_closed(), (1013, UNLINKED))  # fmt: skip
+        await asyncio.to_thread(self.redis.start)
+        await self.members_say(BACK)
+        bob_again = await self.sign_in(self.account_of(bob), "url")  # to process 0
+        count = (await bob_again.expect("chat.offline"))["data"]["count"]
+        offline = [(await bob_again.expect("chat.message"))["data"] for _ in range(count)]
+        ids = [message["id"] for message in offline]
+        self.assertEqual(ids, sorted(set(ids)), "each once, in id order")
+        self.assertLessEqual(set(stored), set(ids), "every message reported stored")
+        by_id = {s.id: s for s in sent}
+        attempted = {f"message {n}" for n in range(len(sent) + 1)}  # + the one cut short
+        for message in offline:
+            if message["id"] in by_id:  # its sender had the reply
+                self.assertEqual(message, by_id[message["id"]].message(offline=True)["data"])
+            else:  # accepted and stored as the connection closed, before its reply went
+                self.assertEqual((message["from"], message["offline"]), (ann.user, True))
+                self.assertIn(message["text"], attempted)
+            self.assertEqual(await bob_again.call("chat.ack", {"id": message["id"]}),
+                             {"acked": True})  # fmt: skip
+        ann_again = await self.sign_in(self.account_of(ann), "url")  # to process 1
+        await self.expect_online(bob_again, ann.user, True)
+        await self.deliver(ann_again, bob_again, "after the outage")  # across processes
+        await bob_again.expect_no("chat.message")
+
+    async def test_6_a_killed_process_its_users_sign_in_to_the_other(self) -> None:
+        """One process killed (SIGKILL): its users drop; messages to them are stored
+        once no ack comes; the others see them offline within the presence TTL; they
+        sign in to the other process and get every stored message, once."""
+        ann, bob = await self.users("ann", "bob")  # ann on process 0, bob on process 1
+        assert ann.user is not None and bob.user is not None
+        unacked = await self.send(bob, ann.user, "not acknowledged")
+        self.assertEqual(await ann.expect("chat.message"), unacked.message())
+        await self.expect_status(bob, unacked, "stored")
+        await asyncio.to_thread(self.own.members[0].stop, signal.SIGKILL)  # type: ignore[attr-defined]
+        await ann.wait_closed()
+        while_dead = await self.send(bob, ann.user, "sent while her process was dead")
+        await self.expect_status(bob, while_dead, "stored")
+        await self.expect_online(bob, ann.user, False, units=PRESENCE_TTL + 2)
+        again = await self.sign_in(self.account_of(ann), "url")  # to process 1
+        self.assertEqual(await again.expect("chat.offline"),
+                         {"event": "chat.offline", "data": {"count": 2}})  # fmt: skip
+        await self.receive(again, unacked, offline=True)
+        await self.receive(again, while_dead, offline=True)
+        await self.deliver(bob, again, "welcome back")
+        await again.expect_no("chat.message")
+
+
+if __name__ == "__main__":
+    unittest.main()
