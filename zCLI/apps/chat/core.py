@@ -698,9 +698,11 @@ class ChatCore:
             return effects
         forwarded = self.forwarded.get(event.id)
         if forwarded is not None and forwarded.recipient == user:
-            del self.forwarded[event.id]  # its sender's process settles it
-            return [Reply({"acked": True}), Tell(p.Acked(user, event.id)),
-                    *self._unstore(user, event.id)]  # fmt: skip
+            del self.forwarded[event.id]
+            # stored meanwhile by its sender's process: deleted here and there; else
+            # that process settles it (the sender hears "delivered")
+            unstored = self._unstore(user, event.id)
+            return [Reply({"acked": True}), *(unstored or [Tell(p.Acked(user, event.id))])]
         unstored = self._unstore(user, event.id)
         return [Reply({"acked": bool(unstored)}), *unstored]
 

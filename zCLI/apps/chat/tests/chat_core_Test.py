@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from typing import Any
 
 from zCLI import RequestError, StorageError
 from zCLI.apps.chat import messages as m
+from zCLI.apps.chat import peers
 from zCLI.apps.chat.core import (
     ID_BLOCK,
     OUT_OF_IDS,
@@ -26,6 +28,7 @@ from zCLI.apps.chat.core import (
     Store,
     StoreRoom,
     StoreRoomMessage,
+    Tell,
 )
 from zCLI.apps.chat.storage import SQLiteStorage
 from zCLI.apps.chat.writer import StorageWriter
@@ -376,6 +379,134 @@ class TestInitialDataAndRooms(ChatTestCase):
         self.assertEqual(self.do("bob", "chat.room.leave", room="r")[1], StoreRoom("r", ("alice",)))
         self.assertRefused("unknown_room", "There is no room named 'x'.", "bob",
                            "chat.room.join", room="x")  # fmt: skip
+
+
+class TestCluster(zTestCase):
+    """Two cores as two processes of a cluster: what one tells (``Tell``) is handed to
+    the other's ``from_peer``, as the plugin channel would."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        limits = Limits(ack_timeout=0.5, peer_ttl=15.0)
+        self.a = ChatCore(limits, users={"ann", "bob"}, peers=True, next_id=1, reserved=ID_BLOCK)
+        self.b = ChatCore(limits, users={"ann", "bob"}, peers=True,
+                          next_id=ID_BLOCK + 1, reserved=2 * ID_BLOCK)  # fmt: skip
+
+    def carry(self, effects: list[Effect], to: ChatCore, now: float = 0.0) -> list[Effect]:
+        """The other process hears every Tell of ``effects``; what it does in return."""
+        node = "A" if to is self.b else "B"
+        heard: list[Effect] = []
+        for effect in effects:
+            if isinstance(effect, Tell):
+                wire = peers.parse(json.loads(json.dumps(effect.event.to_json())))
+                heard += to.from_peer(node, wire, now)
+        return heard
+
+    def test_presence_spans_the_processes(self) -> None:
+        """A sign-in in one process shows the user online in the other's table; its
+        heartbeat refreshes that, and a process not heard for peer_ttl is forgotten."""
+        self.carry(self.a.connected("ann", "ann@A", 0.0), self.b)
+        heard = self.carry(self.b.connected("bob", "bob@B", 0.0), self.a)
+        self.assertEqual(heard, [Send("ann@A", table(ann=True, bob=True))])
+        self.assertEqual(self.a.online(), ["ann", "bob"])
+        self.assertEqual(self.carry(self.b.heartbeat(5.0), self.a, 5.0), [])
+        self.assertEqual(self.a.heartbeat(10.0)[1:], [])  # B heard at 5: still there
+        effects = self.a.heartbeat(21.0)
+        self.assertEqual(effects, [Tell(peers.Presence(("ann",))),
+                                   Send("ann@A", table(ann=True, bob=False))])  # fmt: skip
+
+    def test_a_message_crosses_and_its_ack_comes_back(self) -> None:
+        """A message to a user on the other process is sent there and stays pending
+        here; their ack there reaches the sender here as "delivered", once."""
+        self.carry(self.a.connected("ann", "ann@A", 0.0), self.b)
+        self.carry(self.b.connected("bob", "bob@B", 0.0), self.a)
+        message = Message(1, "ann", "bob", "hi", 1.0)
+        effects = self.a.received("ann@A", m.Send("bob", "hi"), 1.0)
+        self.assertEqual(effects, [Reply({"id": 1, "ts": 1.0}),
+                                   Tell(peers.Deliver((message,)), (message,))])  # fmt: skip
+        self.assertEqual(self.carry(effects, self.b, 1.0), [Send("bob@B", message.event())])
+        acked = self.b.received("bob@B", m.Ack(1), 1.1)
+        self.assertEqual(acked, [Reply({"acked": True}), Tell(peers.Acked("bob", 1))])
+        self.assertEqual(self.carry(acked, self.a, 1.1), [Send("ann@A", status(1, "delivered"))])
+        self.assertEqual(self.b.received("bob@B", m.Ack(1), 1.2), [Reply({"acked": False})])
+        self.assertEqual(self.a.expire(9.0), [])
+
+    def test_no_ack_stores_and_a_late_ack_deletes_everywhere(self) -> None:
+        """No ack within the timeout: stored by the sender's process (told to the
+        other); an ack after that deletes it in both."""
+        self.carry(self.b.connected("bob", "bob@B", 0.0), self.a)
+        self.a.connected("ann", "ann@A", 0.0)
+        message = Message(1, "ann", "bob", "hi", 1.0)
+        self.carry(self.a.received("ann@A", m.Send("bob", "hi"), 1.0), self.b, 1.0)
+        expired = self.a.expire(2.0)
+        self.assertEqual(expired, [Store(message), Tell(peers.Stored(message)),
+                                   Send("ann@A", status(1, "stored"))])  # fmt: skip
+        self.carry(expired, self.b, 2.0)
+        self.assertEqual(self.b.stored, {"bob": {1: message}})
+        acked = self.b.received("bob@B", m.Ack(1), 3.0)
+        self.assertEqual(acked, [Reply({"acked": True}), Delete((1,)),
+                                 Tell(peers.Deleted("bob", (1,)))])  # fmt: skip
+        self.assertEqual(self.carry(acked, self.a, 3.0), [])
+        self.assertEqual((self.a.stored, self.b.stored), ({"bob": {}}, {"bob": {}}))
+
+    def test_a_word_the_broker_could_not_take_stores_its_messages(self) -> None:
+        """peers_failed stores what a Tell carried; its sender hears "stored" at once."""
+        self.carry(self.b.connected("bob", "bob@B", 0.0), self.a)
+        self.a.connected("ann", "ann@A", 0.0)
+        message = Message(1, "ann", "bob", "hi", 1.0)
+        self.a.received("ann@A", m.Send("bob", "hi"), 1.0)
+        stored = [Store(message), Tell(peers.Stored(message)), Send("ann@A", status(1, "stored"))]
+        self.assertEqual(self.a.peers_failed([message]), stored)
+        self.assertEqual(self.a.expire(9.0), [])
+
+    def test_ids_stay_increasing_across_the_processes(self) -> None:
+        """A process that hears of a higher id gives its block up and claims another;
+        until it is recorded, it hands out none."""
+        self.carry(self.b.connected("bob", "bob@B", 0.0), self.a)
+        self.carry(self.a.connected("ann", "ann@A", 0.0), self.b)
+        sent = self.b.received("bob@B", m.Send("ann", "hi"), 1.0)
+        self.assertEqual(sent[0], Reply({"id": ID_BLOCK + 1, "ts": 1.0}))
+        self.assertEqual(self.carry(sent, self.a, 1.0)[0], ClaimIds(ID_BLOCK))
+        self.assertEqual(self.a.ids_left(), 0)
+        self.assertEqual(self.a.ids_claimed(1, 5), [ClaimIds(ID_BLOCK)])  # lower: again
+        self.assertEqual(self.a.ids_claimed(2 * ID_BLOCK + 1, 3 * ID_BLOCK), [])
+        reply = self.a.received("ann@A", m.Send("bob", "back"), 2.0)[0]
+        self.assertEqual(reply, Reply({"id": 2 * ID_BLOCK + 1, "ts": 2.0}))
+
+    def test_rooms_and_their_messages_span_the_processes(self) -> None:
+        """A room made in one process is joined in the other; what is said there
+        reaches its members here, and the history is the same."""
+        self.a.connected("ann", "ann@A", 0.0)
+        self.carry(self.b.connected("bob", "bob@B", 0.0), self.a)
+        self.carry(self.a.received("ann@A", m.RoomCreate("r"), 1.0), self.b)
+        self.carry(self.b.received("bob@B", m.RoomJoin("r"), 1.0), self.a)
+        self.assertEqual(self.a.rooms, {"r": {"ann", "bob"}})
+        said = self.b.received("bob@B", m.RoomSend("r", "hello"), 2.0)
+        spoken = RoomMessage(ID_BLOCK + 1, "r", "bob", "hello", 2.0)
+        payload = {"event": "chat.room.message", "data": spoken.to_json()}
+        self.assertEqual(self.carry(said, self.a, 2.0),  # a higher id: a new block first
+                         [ClaimIds(ID_BLOCK), Send("ann@A", payload)])  # fmt: skip
+        self.assertEqual(list(self.a.history["r"]), [spoken])
+
+    def test_peer_words_are_parsed_at_the_edge(self) -> None:
+        """Anything but one of the words, exactly, is refused with what is wrong."""
+        cases: list[tuple[dict[str, Any], str]] = [
+            ({"kind": "shout"}, "there is no peer message kind 'shout'."),
+            ({}, "there is no peer message kind 'None'."),
+            ({"kind": "online"}, "user must be a name of 1 to 256 characters."),
+            ({"kind": "presence", "users": "ann"}, "users must be a list of names."),
+            ({"kind": "acked", "user": "a", "id": True}, "id must be a positive integer."),
+            ({"kind": "deliver", "messages": [{"id": 1}]}, "text must be a string."),
+            ({"kind": "stored", "message": {"id": 1, "from": "a", "to": "b", "text": "t",
+                                            "ts": 1.0, "all": 0}},
+             "all must be true or false."),
+            ({"kind": "said", "message": {"id": 1}}, "message must be a room message."),
+            ({"kind": "deleted", "user": "a", "ids": [0]}, "ids must be a positive integer."),
+        ]  # fmt: skip
+        for data, sentence in cases:
+            with self.subTest(data=data), self.assertRaises(ValueError) as caught:
+                peers.parse(data)
+            self.assertEqual(str(caught.exception), sentence)
 
 
 class TestSQLiteStorage(zTestCase):
