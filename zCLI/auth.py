@@ -133,6 +133,8 @@ class zAuth:
         self.state_dir = state_dir
         self._clock = clock
         self._revoke_listeners: list[Callable[[str], None]] = []
+        # revocations kept elsewhere (the other processes', through zBifrost's broker)
+        self._revocation_checks: list[Callable[[str], bool]] = []
         prepare_state_dir(state_dir)
         self.secret = config.secret or load_or_create_secret(state_dir / SECRET_FILE)
         self.users_path = state_path(state_dir, config.users_file)
@@ -311,6 +313,12 @@ class zAuth:
         """Call ``listener(jti)`` after each revocation is written, in the revoking thread."""
         self._revoke_listeners.append(listener)
 
+    def also_revoked(self, check: Callable[[str], bool]) -> None:
+        """``verify`` refuses a token whose ``check(jti)`` is true as revoked too: the
+        bridge's broker knows the tokens the other processes revoked, so zServer's HTTP
+        API refuses them as the bridge does. ``check`` must be quick and thread-safe."""
+        self._revocation_checks.append(check)
+
     def issue(self, username: str, role: str) -> Identity:
         """A token for an existing user, without a password (for apps and tests)."""
         record = self._lookup(username) if _encodable(username) else None
@@ -369,7 +377,7 @@ class zAuth:
             raise self._unavailable(
                 "read the revocation database", exc, REVOCATIONS_UNAVAILABLE
             ) from None
-        if row is not None:
+        if row is not None or any(check(jti) for check in self._revocation_checks):
             raise AuthError("The token has been revoked.")
         record = self._lookup(user)
         if record is None:

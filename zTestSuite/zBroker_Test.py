@@ -33,7 +33,7 @@ try:
 except ImportError:  # requires_service skips (or fails under ZTEST_STRICT=1), saying so
     pass
 
-from zCLI import ConfigError, StateError, load_config, zCLI
+from zCLI import AuthError, ConfigError, StateError, load_config, zCLI
 from zCLI.bridge import BrokerUnavailable, Delivery, Room, User
 from zCLI.bridge.audience import LocalPresence, Rooms
 from zCLI.bridge.broker import (
@@ -408,6 +408,9 @@ class TwoBridgesTest(ClusterTestCase):
         again = await self.connect(two, path=f"/?token={token}")
         self.assertEqual(await self.recv(again), refused)
         await self.assertClosed(again, 1008, "The token has been revoked.")
+        with self.assertRaises(AuthError) as caught:  # what zServer's HTTP API asks
+            two.auth.verify(token)
+        self.assertEqual(str(caught.exception), "The token has been revoked.")
         later = await self.bridge("C")
         late = await self.connect(later, path=f"/?token={token}")
         self.assertEqual(await self.recv(late), refused)

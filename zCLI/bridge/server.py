@@ -207,6 +207,7 @@ class zBifrost:
         auth = self.zcli.auth  # built now: an unusable state folder stops start-up here
         if self._subscribed is not auth:
             auth.on_revoke(self._token_revoked)
+            auth.also_revoked(self.broker.revoked)  # zServer's HTTP API refuses them too
             self._subscribed = auth
         for event, (_plugin, handler) in self.zcli.plugins.events.items():
             self._handlers[event] = self._plugin_handler(handler)
