@@ -244,10 +244,11 @@ class ChatServer:
         task.add_done_callback(self._tasks.discard)
 
     def _io(self, effects: list[c.Effect]) -> None:
-        # What follows a word that a user is online here waits until the broker took it,
-        # so whoever hears of it from this process can reach them through another one.
+        # What follows a word to the other processes waits until the broker took it:
+        # whoever hears of it from this process (a user online here, a message stored)
+        # and acts through another process finds that process told already.
         for index, effect in enumerate(effects):
-            if isinstance(effect, c.Tell) and isinstance(effect.event, p.Online):
+            if isinstance(effect, c.Tell):
                 self._io_now(effects[:index])
                 shared = self._tell(effect.event, effect.fallback)
                 rest = effects[index + 1 :]

@@ -321,7 +321,8 @@ class ChatCore:
         return [AddUser(user), *self._tell(p.Registered(user))]
 
     def connected(self, user: str, conn: Conn, now: float) -> list[Effect]:
-        """``conn`` signed in as ``user``: deliver what is stored, tell everyone."""
+        """``conn`` signed in as ``user``: deliver what is stored, tell everyone (the
+        table goes to everyone online when the user comes online, else to ``conn``)."""
         was_online, was_here = self.is_online(user), self._online_here(user)
         if not was_online and len(self.online()) >= self.limits.max_online:
             return [Close(conn, 1013, FULL)]
@@ -331,7 +332,10 @@ class ChatCore:
         self._attach(conn, user, now)
         self.deregistered.discard(user)
         effects += self._deliver_stored(user, [conn])
-        return self._reserving(effects + self._changed(user, was_online, was_here))
+        effects += self._changed(user, was_online, was_here)
+        if self.is_online(user) == was_online:  # online already: the table, for it alone
+            effects.append(Send(conn, {"event": "chat.clients", "data": {"table": self.table()}}))
+        return self._reserving(effects)
 
     def disconnected(self, conn: Conn) -> list[Effect]:
         """``conn`` is gone (closed, signed out); the user may go offline."""

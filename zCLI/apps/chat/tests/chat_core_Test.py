@@ -123,9 +123,12 @@ class TestPresence(ChatTestCase):
         )  # fmt: skip
 
     def test_disconnect_goes_offline_once_the_last_connection_ends(self) -> None:
-        """A user with two connections stays online until both have gone."""
+        """A user with two connections stays online until both have gone; the second
+        connection gets the table alone (nobody else's changed)."""
         self.sign_in("alice", "bob")
-        self.core.connected("bob", "bob-2", 0.0)
+        self.assertEqual(
+            self.core.connected("bob", "bob-2", 0.0), [Send("bob-2", table(alice=True, bob=True))]
+        )
         self.assertEqual(self.core.disconnected("bob-conn"), [])
         self.assertEqual(
             self.core.disconnected("bob-2"), [Send("alice-conn", table(alice=True, bob=False))]
