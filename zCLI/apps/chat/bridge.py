@@ -309,6 +309,12 @@ class ChatServer:
         shared.add_done_callback(taken)
         return shared
 
+    async def once_told(self, answer: dict[str, Any] | None | _Answer) -> dict[str, Any] | None:
+        """``answer`` (a step's reply), once its words to the peers were taken."""
+        reply = await answer if isinstance(answer, asyncio.Future) else answer
+        await self.told()
+        return reply
+
     async def told(self) -> None:
         """Until the broker took every word to the peers of the steps started so far
         (their words go out on the loop's next turn at the latest)."""
@@ -439,6 +445,7 @@ class ChatServer:
 
 _CHANGES = (c.Store, c.Delete, c.AddUser, c.StoreRoom, c.StoreRoomMessage)
 _TAKE_IDS = (m.Send, m.SendAll, m.RoomSend)  # the events that hand out message ids
+_ROOM_CHANGES = (m.RoomCreate, m.RoomJoin, m.RoomLeave)
 
 
 def _payload_id(effect: c.Effect) -> int | None:
@@ -494,7 +501,10 @@ def _handler(name: str) -> Any:
         event = m.parse(name, data)
         if isinstance(event, _TAKE_IDS) and chat.core.ids_left() == 0:
             return chat.after_claim(ctx.client, event)
-        return chat.start(chat.core.received(ctx.client, event, time.time()))
+        answer = chat.start(chat.core.received(ctx.client, event, time.time()))
+        if chat.clustered and isinstance(event, _ROOM_CHANGES):
+            return chat.once_told(answer)  # the room is the same everywhere when answered
+        return answer
 
     return handle
 

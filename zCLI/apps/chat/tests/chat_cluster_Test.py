@@ -13,6 +13,10 @@ import unittest
 import websockets
 
 from zCLI.apps.chat.bridge import UNLINKED
+from zCLI.apps.chat.tests.chat_plan002_storage_Test import BACK as STORAGE_BACK
+from zCLI.apps.chat.tests.chat_plan002_storage_Test import LOST as STORAGE_LOST
+from zCLI.apps.chat.tests.chat_plan002_storage_Test import UNAVAILABLE as STORAGE_UNAVAILABLE
+from zCLI.apps.chat.tests.chat_plan002_storage_Test import USERS_UNAVAILABLE
 from zCLI.apps.chat.tests.cluster import PRESENCE_TTL, ClusterMixin
 from zCLI.apps.chat.tests.plan002 import CHAT, SHORT, ChatTestCase, Sent
 from zTestSuite import requires_network, requires_service
@@ -118,6 +122,63 @@ class ClusterOutageTest(ClusterMixin, ChatTestCase):
         await self.receive(again, while_dead, offline=True)
         await self.deliver(bob, again, "welcome back")
         await again.expect_no("chat.message")
+
+    async def test_7_1_postgresql_stopped_signs_everyone_out_everywhere(self) -> None:
+        """PostgreSQL stopped: every process signs everyone out (1013), sign-in gets
+        zAuth's sentence while it lasts; once it is back, every process serves again
+        by itself and a message reported stored before reaches its addressee signing in
+        on the other process."""
+        ann, bob = await self.users("ann", "bob")
+        assert ann.user is not None and bob.user is not None
+        cid = await self.register("cid")  # offline
+        kept = await self.send(bob, cid.name, "kept through the outage")
+        await self.expect_status(bob, kept, "stored")
+        await asyncio.to_thread(self.postgres.stop)
+        try:
+            for client in (ann, bob):
+                self.assertEqual(await client.wait_closed(5), (1013, STORAGE_UNAVAILABLE))
+            await self.members_say(STORAGE_LOST)
+            refused = await self.connect("while away", token=cid.token)
+            self.assertEqual(await refused.expect_error(),
+                             {"error": USERS_UNAVAILABLE, "code": "storage_error",
+                              "_requestId": None})  # fmt: skip
+            self.assertEqual(await refused.wait_closed(), (1013, USERS_UNAVAILABLE))
+        finally:
+            await asyncio.to_thread(self.postgres.start)
+        await self.members_say(STORAGE_BACK)
+        cid_in = await self.sign_in(cid, "url")  # cid's second connection: process 1
+        self.assertEqual(await cid_in.expect("chat.offline"),
+                         {"event": "chat.offline", "data": {"count": 1}})  # fmt: skip
+        await self.receive(cid_in, kept, offline=True)
+        ann_again = await self.sign_in(self.account_of(ann), "url")  # process 1
+        bob_again = await self.sign_in(self.account_of(bob), "url")  # process 0
+        await self.expect_online(ann_again, bob.user, True)
+        await self.deliver(ann_again, bob_again, "after the outage")
+
+    async def test_rooms_span_the_processes(self) -> None:
+        """A room made on one process is joined on the other; what is said in it
+        reaches the members on both, and its history reads the same on both."""
+        ann, bob, cid = await self.users("ann", "bob", "cid")  # processes 0, 1, 0
+        room = self.name("room")
+        self.assertEqual(await ann.call("chat.room.create", {"room": room}), {"room": room})
+        members = sorted([ann.user or "", bob.user or ""])
+        self.assertEqual(await bob.call("chat.room.join", {"room": room}),
+                         {"room": room, "members": members})  # fmt: skip
+        self.assertEqual(await bob.call("chat.rooms"), {"rooms": [room]})
+        said = await ann.call("chat.room.send", {"room": room, "text": "hello room"})
+        heard = await bob.expect("chat.room.message")
+        expected = {"id": said["id"], "room": room, "from": ann.user, "text": "hello room",
+                    "ts": said["ts"]}  # fmt: skip
+        self.assertEqual(heard, {"event": "chat.room.message", "data": expected})
+        answer = await bob.call("chat.room.send", {"room": room, "text": "hi ann"})
+        self.assertGreater(answer["id"], said["id"])
+        self.assertEqual((await ann.expect("chat.room.message"))["data"]["text"], "hi ann")
+        for client in (ann, bob):
+            history = await client.call("chat.room.history", {"room": room})
+            self.assertEqual([m["text"] for m in history["messages"]], ["hello room", "hi ann"])
+        self.assertError(await cid.request("chat.room.send", {"room": room, "text": "x"}),
+                         "not_member", f"You are not a member of room {room!r}.")  # fmt: skip
+        await cid.expect_no("chat.room.message")
 
 
 if __name__ == "__main__":
