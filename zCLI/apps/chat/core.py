@@ -171,6 +171,9 @@ class _Rate:
 FULL = "The chat server is full; try again later."
 OUT_OF_IDS = "The chat server is waiting for its next block of message ids; try again later."
 FORWARDED_KEPT = 10_000  # messages delivered here for another process, awaiting an ack
+# send_all's messages per word to the other processes: at most 64 texts of at most
+# ZCHAT_MAX_TEXT characters, well under the broker's largest message (queue_bytes)
+DELIVER_BATCH = 64
 
 
 def _status(message_id: int, status: str) -> dict[str, Any]:
@@ -729,8 +732,9 @@ class ChatCore:
             elif not self._mailbox_full(other):
                 effects += self._store(message)
                 stored += 1
-        if elsewhere:
-            effects.append(Tell(p.Deliver(tuple(elsewhere)), tuple(elsewhere)))
+        for start in range(0, len(elsewhere), DELIVER_BATCH):  # each word stays small
+            batch = tuple(elsewhere[start : start + DELIVER_BATCH])
+            effects.append(Tell(p.Deliver(batch), batch))
         reply = Reply({"ts": now, "delivered": delivered, "stored": stored})
         return [reply, *effects]
 

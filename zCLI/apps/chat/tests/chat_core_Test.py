@@ -11,6 +11,7 @@ from zCLI import RequestError, StorageError
 from zCLI.apps.chat import messages as m
 from zCLI.apps.chat import peers
 from zCLI.apps.chat.core import (
+    DELIVER_BATCH,
     ID_BLOCK,
     OUT_OF_IDS,
     AddUser,
@@ -490,6 +491,20 @@ class TestCluster(zTestCase):
         self.assertEqual(self.carry(said, self.a, 2.0),  # a higher id: a new block first
                          [ClaimIds(ID_BLOCK), Send("ann@A", payload)])  # fmt: skip
         self.assertEqual(list(self.a.history["r"]), [spoken])
+
+    def test_send_all_to_the_other_process_goes_in_small_words(self) -> None:
+        """send_all counts the users online elsewhere as delivered and sends them their
+        messages in words of at most DELIVER_BATCH, each stored if it cannot go."""
+        self.a.connected("ann", "ann@A", 0.0)
+        others = tuple(f"u{n:03}" for n in range(130))
+        self.a.from_peer("B", peers.Presence(others), 0.0)
+        effects = self.a.received("ann@A", m.SendAll("hello"), 1.0)
+        self.assertEqual(effects[0], Reply({"ts": 1.0, "delivered": 130, "stored": 1}))
+        words = [e for e in effects if isinstance(e, Tell) and isinstance(e.event, peers.Deliver)]
+        self.assertEqual([len(w.fallback) for w in words], [DELIVER_BATCH, DELIVER_BATCH, 2])
+        sent = [msg for word in words for msg in word.fallback]
+        self.assertEqual([msg.recipient for msg in sent], list(others))
+        self.assertTrue(all(w.event == peers.Deliver(w.fallback) for w in words))
 
     def test_peer_words_are_parsed_at_the_edge(self) -> None:
         """Anything but one of the words, exactly, is refused with what is wrong."""
