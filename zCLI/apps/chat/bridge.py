@@ -135,10 +135,12 @@ class ChatServer:
         a first block of ids claimed (no other process, and no restart, gets them)."""
         bots = frozenset(bot.name for bot in self.settings.bots)
         users = set(self.storage.users())
-        core = c.ChatCore(self.limits, users=users, bots=bots, peers=self.clustered)
+        block = c.CLUSTER_ID_BLOCK if self.clustered else c.ID_BLOCK
+        core = c.ChatCore(self.limits, users=users, bots=bots, peers=self.clustered,
+                          id_block=block)  # fmt: skip
         core.restore(self.storage.stored(), self.storage.rooms(), self.storage.room_messages())
-        last = self.storage.claim_ids(c.ID_BLOCK)
-        core.next_id, core.reserved = last - c.ID_BLOCK + 1, last
+        last = self.storage.claim_ids(block)
+        core.next_id, core.reserved = last - block + 1, last
         return core
 
     async def apply(self, effects: list[c.Effect]) -> dict[str, Any] | None:
@@ -209,7 +211,7 @@ class ChatServer:
             if not self.available:
                 raise StorageError(UNAVAILABLE)
             if not self.core.claiming:
-                self.start([c.ClaimIds(c.ID_BLOCK)])
+                self.start([c.ClaimIds(self.core.id_block)])
             waiter: asyncio.Future[None] = loop.create_future()
             self._id_waiters.append(waiter)
             await waiter

@@ -32,6 +32,7 @@ __all__ = [
     "Limits",
     "Message",
     "Change",
+    "CLUSTER_ID_BLOCK",
     "ID_BLOCK",
     "OUT_OF_IDS",
     "Reply",
@@ -147,6 +148,11 @@ Effect = Reply | Send | Change | Close | AskBot | ClaimIds | Tell
 # (an fsync) has before messages wait for it: 50,000 ids are 5 s at 10,000 messages a
 # second, so a slow disk does not stall the traffic; a restart skips at most a block.
 ID_BLOCK = 100_000
+# On a cluster a process gives its block up whenever another hands out a higher id (ids
+# increase across the processes), so blocks are smaller there: a conversation between
+# two processes burns a block per reply, and 2**53 ids must last (1,000 a reply: 28
+# years at 10,000 replies a second); a claim is then one write per 500 messages.
+CLUSTER_ID_BLOCK = 1_000
 
 
 @dataclass
@@ -190,6 +196,7 @@ class ChatCore:
     reserved: int = 0  # the last id of the block being handed out (claimed from the storage)
     bots: frozenset[str] = frozenset()  # users answered by code: always online
     peers: bool = False  # other processes share the database: tell them what changes
+    id_block: int = ID_BLOCK  # ids claimed at a time (CLUSTER_ID_BLOCK with peers)
 
     def __post_init__(self) -> None:
         self.users |= self.bots
@@ -510,9 +517,9 @@ class ChatCore:
         """``effects`` led by a claim of the next block once less than half a block is
         left, so it is ready before the current one runs out."""
         left = self.reserved - self.next_id + 1
-        if left < ID_BLOCK // 2 and self._spare is None and not self._claiming:
+        if left < self.id_block // 2 and self._spare is None and not self._claiming:
             self._claiming = True
-            effects.insert(0, ClaimIds(ID_BLOCK))
+            effects.insert(0, ClaimIds(self.id_block))
         return effects
 
     def ids_claimed(self, first: int, last: int) -> list[Effect]:
