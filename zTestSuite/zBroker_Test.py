@@ -51,7 +51,7 @@ from zTestSuite.bridge import AuthTestCase
 from zTestSuite.harness import run_zcli
 
 SECRET = "a-secret-the-processes-share-0123456789"
-CHANNEL = "zcli:bridge:events"
+CHANNEL = "zcli:bridge:events:0"  # the test Redis URLs name database 0
 
 
 # --- the messages ----------------------------------------------------------------------
@@ -294,6 +294,26 @@ class TwoBridgesTest(ClusterTestCase):
         self.assertEqual(await self.recv(bob), news)
         await self.assertQuiet(ada)
         await self.assertQuiet(bob)
+
+    async def test_services_on_other_databases_never_hear_each_other(self) -> None:
+        """Redis pub/sub ignores the database number: a bridge on /1 shares nothing with
+        one on /0 of the same Redis (their channels differ), while /0 peers still do."""
+        one, two = await self.bridge("A"), await self.bridge("B")
+        other = await self.bridge("C", broker=self.redis.url[: -len("/0")] + "/1")
+        ada, bob = await self.signed_in(two, "ada"), await self.signed_in(other, "bob")
+        news = {"event": "app.news", "text": "only database 0"}
+        self.assertTrue(await one.comm.broadcast(news).wait_shared())
+        self.assertEqual(await self.recv(ada), news)
+        await self.assertQuiet(bob)
+
+    async def test_stop_ends_after_a_burst_of_broadcasts(self) -> None:
+        """Stopping while the writer still sends a burst of 20,000 broadcasts ends
+        within the time a stop allows (redis-py may swallow one cancellation)."""
+        one = await self.bridge("A")
+        for number in range(20_000):
+            one.comm.broadcast({"event": "app.burst", "n": number})
+        await asyncio.wait_for(one.comm.stop(), timeout(10))
+        self.assertFalse(one.comm.running)
 
     async def test_send_to_reaches_the_user_wherever_connected(self) -> None:
         """send_to reaches every connection of the user, in every process, and no one else."""

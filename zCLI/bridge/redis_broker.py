@@ -1,7 +1,9 @@
 """``RedisBroker``: the processes of one service, joined through one Redis database.
 
 Messages (``broker.Deliver``, ``broker.Revoke``) go over one pub/sub channel,
-``zcli:bridge:events``; every process subscribes and ignores its own. Presence is a
+``zcli:bridge:events:<DB>`` (Redis pub/sub ignores the database number, so the channel
+carries it: services on other databases of one Redis never hear each other); every
+process subscribes and ignores its own. Presence is a
 Redis set per process, ``zcli:bridge:node:<node>``, of the users signed in there; it
 expires ``presence_ttl`` seconds after the process last refreshed it (every third of
 that), so a process that dies without a word leaves no one online for long. A
@@ -29,6 +31,7 @@ import random
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline, PubSub
@@ -91,7 +94,7 @@ class RedisBroker(Broker):
         self.url = self._url = url
         self.presence_ttl = presence_ttl
         self.max_size = max_size  # a longer message on the channel is dropped
-        self.channel = PREFIX + "events"
+        self.channel = f"{PREFIX}events:{_database(url)}"
         self.node_key = f"{PREFIX}node:{self.node}"
         self.state = Link.STOPPED
         self.dropped = 0  # messages on the channel that were not ours: logged and dropped
@@ -105,6 +108,7 @@ class RedisBroker(Broker):
         self._up = asyncio.Event()
         self._tried = asyncio.Event()  # the first connection attempt has ended
         self._task: asyncio.Task[None] | None = None
+        self._links: list[asyncio.Task[None]] = []  # reader, writer, heartbeat while up
 
     # --- the link's state ---------------------------------------------------------------
 
@@ -168,7 +172,20 @@ class RedisBroker(Broker):
             except (*Lost, TimeoutError):
                 pass
         task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        # redis-py can swallow a cancellation inside a command, and the task then waits
+        # again (the writer on its queue): cancel the link tasks still running until the
+        # supervisor has ended, for SOCKET_TIMEOUT at most
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SOCKET_TIMEOUT
+        while not task.done() and loop.time() < deadline:
+            await asyncio.wait({task}, timeout=0.05)
+            for link in self._links:
+                if not link.done():
+                    link.cancel()
+        if task.done():
+            await asyncio.gather(task, return_exceptions=True)
+        else:
+            log.error("the broker's tasks did not stop within %g s", SOCKET_TIMEOUT)
         self._go("stop")
         self._fail_queued()
 
@@ -200,9 +217,11 @@ class RedisBroker(Broker):
                 delay = BACKOFF_FIRST
                 try:
                     async with asyncio.TaskGroup() as tasks:
-                        tasks.create_task(self._read(pubsub))
-                        tasks.create_task(self._write(self._redis))
-                        tasks.create_task(self._heartbeat(self._redis))
+                        self._links = [
+                            tasks.create_task(self._read(pubsub)),
+                            tasks.create_task(self._write(self._redis)),
+                            tasks.create_task(self._heartbeat(self._redis)),
+                        ]
                 except* Lost as group:
                     self._go("lost", group.exceptions[0])
             finally:
@@ -405,3 +424,9 @@ async def _close(redis: Redis, pubsub: PubSub) -> None:
             await asyncio.wait_for(closing, SOCKET_TIMEOUT)
         except (*Lost, TimeoutError):
             pass
+
+
+def _database(url: str) -> int:
+    """The database number of a redis:// URL (0 when it names none)."""
+    path = urlsplit(url).path.strip("/")
+    return int(path) if path.isdigit() else 0
