@@ -150,11 +150,15 @@ def _wire(body: dict[str, Any], **change: Any) -> bytes:
 
 class BookkeepingTest(unittest.TestCase):
     def test_local_presence_counts_connections(self) -> None:
-        """A user comes online with their first connection and leaves with their last."""
-        presence = LocalPresence()
+        """A user comes online with their first connection and leaves with their last;
+        members_of lists a user's connections in the order they came."""
+        presence: LocalPresence[str] = LocalPresence()
         self.assertEqual(presence.set("c1", "ada"), (None, "ada"))
         self.assertEqual(presence.set("c2", "ada"), (None, None))
+        self.assertEqual(presence.members_of("ada"), ["c1", "c2"])
+        self.assertEqual(presence.members_of("bob"), [])
         self.assertEqual(presence.set("c1", None), (None, None))
+        self.assertEqual(presence.members_of("ada"), ["c2"])
         self.assertEqual(presence.set("c2", "bob"), ("ada", "bob"))
         self.assertEqual(presence.users(), frozenset({"bob"}))
         self.assertEqual(presence.set("c2", None), ("bob", None))

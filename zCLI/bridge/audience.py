@@ -86,35 +86,41 @@ class Rooms(Generic[M]):
         return frozenset(self._rooms_of.get(member, ()))
 
 
-class LocalPresence:
-    """This process's signed-in users, counted by connection. ``set`` records which
+class LocalPresence(Generic[M]):
+    """This process's signed-in users and their connections. ``set`` records which
     user a connection is signed in as now (None: none, or gone) and returns the user
-    who left this process and the one who came to it with that change, if any."""
+    who left this process and the one who came to it with that change, if any;
+    ``members_of`` answers a user's connections without looking at anyone else's."""
 
     def __init__(self) -> None:
-        self._count: dict[str, int] = {}
-        self._user_of: dict[Hashable, str] = {}
+        self._members: dict[str, dict[M, None]] = {}  # in the order they came
+        self._user_of: dict[M, str] = {}
 
-    def set(self, member: Hashable, user: str | None) -> tuple[str | None, str | None]:
+    def set(self, member: M, user: str | None) -> tuple[str | None, str | None]:
         before = self._user_of.get(member)
         if before == user:
             return None, None
         left = came = None
         if before is not None:
             del self._user_of[member]
-            self._count[before] -= 1
-            if not self._count[before]:
-                del self._count[before]
+            members = self._members[before]
+            del members[member]
+            if not members:
+                del self._members[before]
                 left = before
         if user is not None:
             self._user_of[member] = user
-            self._count[user] = self._count.get(user, 0) + 1
-            if self._count[user] == 1:
+            members = self._members.setdefault(user, {})
+            members[member] = None
+            if len(members) == 1:
                 came = user
         return left, came
 
+    def members_of(self, user: str) -> list[M]:
+        return list(self._members.get(user, ()))
+
     def users(self) -> frozenset[str]:
-        return frozenset(self._count)
+        return frozenset(self._members)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(list(self._count))
+        return iter(list(self._members))

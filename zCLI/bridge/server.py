@@ -150,7 +150,7 @@ class zBifrost:
         self.rooms: Rooms[Client] = Rooms()  # this process's connections in each room
         # plugin name -> what hears that plugin's peers in the other processes
         self._peer_listeners: dict[str, PeerListener] = {}
-        self._presence = LocalPresence()  # this process's signed-in users
+        self._presence: LocalPresence[Client] = LocalPresence()  # this process's signed-in users
         self.reuse_port = False  # zcli serve --workers: processes share the port
         # fast mode (zCLI.fast): JSON read and written by orjson, the strict rules kept
         self._loads = strict_json.fast_loads if self.config.fast else strict_json.loads
@@ -845,10 +845,9 @@ class zBifrost:
     # --- for plugins ----------------------------------------------------------------
 
     def clients_of(self, user: str) -> list[Client]:
-        """The open connections signed in as ``user`` (a user may have several)."""
-        return [
-            c for c in list(self.clients) if c.identity.authenticated and c.identity.user == user
-        ]
+        """The open connections signed in as ``user`` (a user may have several), from
+        the presence index: no look at anyone else's connections."""
+        return self._presence.members_of(user)
 
     def send_to(self, user: str, payload: dict[str, Any]) -> Delivery:
         """Send one event to every connection of ``user``, in every process."""
