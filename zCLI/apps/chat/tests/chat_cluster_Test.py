@@ -7,10 +7,16 @@ users sign in to the other and get what was stored for them)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import unittest
 
 import websockets
+
+try:
+    import redis.asyncio as aioredis
+except ImportError:  # requires_service("redis") skips the class, saying so
+    pass
 
 from zCLI.apps.chat.bridge import UNLINKED
 from zCLI.apps.chat.tests.chat_plan002_storage_Test import BACK as STORAGE_BACK
@@ -25,6 +31,7 @@ __all__ = ["CHAT", "ClusterOutageTest"]
 
 LOST = "the chat cannot reach its other processes: signing everyone out"
 BACK = "the chat reaches its other processes again: serving again"
+CHANNEL = "zcli:bridge:events:0"  # the broker's channel for database 0 (docs/cluster.md)
 
 
 @requires_network
@@ -179,6 +186,32 @@ class ClusterOutageTest(ClusterMixin, ChatTestCase):
         self.assertError(await cid.request("chat.room.send", {"room": room, "text": "x"}),
                          "not_member", f"You are not a member of room {room!r}.")  # fmt: skip
         await cid.expect_no("chat.room.message")
+
+    async def test_garbled_words_on_the_channel_are_dropped(self) -> None:
+        """A word for the chat that is not one of its own (a missing field, a wrong
+        type, an unknown kind) is logged and dropped by every process; chat goes on."""
+        ann, bob = await self.users("ann", "bob")
+        raw = aioredis.Redis.from_url(self.redis.url)
+        self.addAsyncCleanup(raw.aclose)
+        garbled = [
+            {"kind": "shout"},
+            {"kind": "deliver", "messages": [{"id": "7", "from": "x", "to": bob.user}]},
+            {"kind": "presence", "users": [1, 2]},
+            {"kind": "acked", "user": bob.user, "id": -1},
+        ]
+        for data in garbled:
+            word = {"v": 1, "type": "plugin", "origin": "intruder", "plugin": "chat_server",
+                    "data": data}  # fmt: skip
+            await raw.publish(CHANNEL, json.dumps(word))
+        for sentence in (  # in the order they came
+            "there is no peer message kind 'shout'.",
+            "text must be a string.",
+            "users must be a name of 1 to 256 characters.",
+            "id must be a positive integer.",
+        ):
+            await self.members_say(f"dropped a word from chat process intruder: {sentence}")
+        await self.deliver(ann, bob, "still talking")
+        await bob.expect_no("chat.message")
 
 
 if __name__ == "__main__":
