@@ -633,12 +633,11 @@ def main() -> None:
             if args.fanout and client == "picows":
                 fanout_repeat(order, fanout_counts, workspace, args.zbifrost_compression,
                               timing, fanout_results, f"{repeat + 1}/{repeats}")  # fmt: skip
-            if args.no_load:
-                order = []
-            running = {kind: Server(kind, workspace, args.zbifrost_compression) for kind in order}
+            loaded = [] if args.no_load else order
+            running = {kind: Server(kind, workspace, args.zbifrost_compression) for kind in loaded}
             try:
                 for clients, depth in shapes:
-                    for kind in order:
+                    for kind in loaded:
                         config = {"what": "load", "client": client, "clients": clients,
                                   "depth": depth, "timing": timing,
                                   "target": target_of(running[kind])}  # fmt: skip

@@ -250,6 +250,34 @@ class TestCompression(BridgeTestCase):
                     {"result": {"message": "Pong!"}, "_requestId": 0},
                 )
 
+    @requires_network
+    async def test_connection_info_goes_uncompressed(self) -> None:
+        """With permessage-deflate negotiated, connection_info is sent uncompressed (RSV1
+        clear), so an idle connection never uses its compressor; replies are compressed."""
+        z = await self.start()
+        reader, writer = await asyncio.open_connection("127.0.0.1", z.comm.port)
+        self.addCleanup(writer.close)
+        writer.write(
+            b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
+        )
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout(2))
+        self.assertIn(b"Sec-WebSocket-Extensions: permessage-deflate", head)
+
+        async def frame() -> tuple[int, bytes]:
+            first, length = await asyncio.wait_for(reader.readexactly(2), timeout(2))
+            if length == 126:
+                length = int.from_bytes(await reader.readexactly(2), "big")
+            return first, await reader.readexactly(length)
+
+        first, payload = await frame()
+        self.assertEqual(first, 0x81)  # FIN, text, RSV1 clear: not compressed
+        self.assertEqual(json.loads(payload)["event"], "connection_info")
+        writer.write(masked_text_frame('{"event": "ping"}'))
+        first, _payload = await frame()
+        self.assertEqual(first, 0xC1)  # FIN, RSV1 (compressed), text
+
 
 class TestConnectionLimits(AuthTestCase):
     @requires_network

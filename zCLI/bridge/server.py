@@ -421,7 +421,7 @@ class zBifrost:
             client, client.identity = pending, identity
             self.clients.add(client)
             self._track_presence(client)
-            client.send(self._connection_info(client))
+            client.send_uncompressed(self._connection_info(client))  # idle: no zlib use
             try:
                 await self._extensions.run_hooks("connect", EventContext(self, client, None))
             except RequestError as exc:
