@@ -136,11 +136,10 @@ class ChatServer:
         bots = frozenset(bot.name for bot in self.settings.bots)
         users = set(self.storage.users())
         block = c.CLUSTER_ID_BLOCK if self.clustered else c.ID_BLOCK
-        core = c.ChatCore(self.limits, users=users, bots=bots, peers=self.clustered,
-                          id_block=block)  # fmt: skip
-        core.restore(self.storage.stored(), self.storage.rooms(), self.storage.room_messages())
         last = self.storage.claim_ids(block)
-        core.next_id, core.reserved = last - block + 1, last
+        ids = c.IdBlocks(block, next_id=last - block + 1, last=last)
+        core = c.ChatCore(self.limits, users=users, bots=bots, peers=self.clustered, ids=ids)
+        core.restore(self.storage.stored(), self.storage.rooms(), self.storage.room_messages())
         return core
 
     async def apply(self, effects: list[c.Effect]) -> dict[str, Any] | None:
@@ -193,7 +192,7 @@ class ChatServer:
                 if again and core is self.core:
                     self.start(again)
             else:
-                core.ids_unclaimed()
+                core.ids.unclaimed()
                 if isinstance(error, StorageError):
                     self.storage_lost()
             waiters, self._id_waiters = self._id_waiters, []
@@ -207,11 +206,11 @@ class ChatServer:
         """``event`` once there are ids to hand out: a process that saw a higher id
         from another gave up its block and waits for the next claim (a moment)."""
         loop = asyncio.get_running_loop()
-        while self.core.ids_left() == 0:
+        while self.core.ids.left() == 0:
             if not self.available:
                 raise StorageError(UNAVAILABLE)
-            if not self.core.claiming:
-                self.start([c.ClaimIds(self.core.id_block)])
+            if not self.core.ids.claiming:
+                self.start([c.ClaimIds(self.core.ids.block)])
             waiter: asyncio.Future[None] = loop.create_future()
             self._id_waiters.append(waiter)
             await waiter
@@ -501,7 +500,7 @@ def _handler(name: str) -> Any:
     def handle(ctx: Ctx, data: Any) -> Any:  # inline in zBifrost's reader when it can be
         chat = chat_of(ctx.bridge)
         event = m.parse(name, data)
-        if isinstance(event, _TAKE_IDS) and chat.core.ids_left() == 0:
+        if isinstance(event, _TAKE_IDS) and chat.core.ids.left() == 0:
             return chat.after_claim(ctx.client, event)
         answer = chat.start(chat.core.received(ctx.client, event, time.time()))
         if chat.clustered and isinstance(event, _ROOM_CHANGES):

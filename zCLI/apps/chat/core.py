@@ -19,6 +19,7 @@ from zCLI import RequestError
 
 from . import messages as m
 from . import peers as p
+from .ids import CLUSTER_ID_BLOCK, ID_BLOCK, IdBlocks
 from .records import Message, RoomMessage
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "Change",
     "CLUSTER_ID_BLOCK",
     "ID_BLOCK",
+    "IdBlocks",
     "OUT_OF_IDS",
     "Reply",
     "RoomMessage",
@@ -144,15 +146,6 @@ class Close:
 # The effects that are storage writes; the adapter finishes them before any send.
 Change = Store | Delete | AddUser | StoreRoom | StoreRoomMessage
 Effect = Reply | Send | Change | Close | AskBot | ClaimIds | Tell
-# Ids reserved per storage write. Half a block is the headroom a reservation's commit
-# (an fsync) has before messages wait for it: 50,000 ids are 5 s at 10,000 messages a
-# second, so a slow disk does not stall the traffic; a restart skips at most a block.
-ID_BLOCK = 100_000
-# On a cluster a process gives its block up whenever another hands out a higher id (ids
-# increase across the processes), so blocks are smaller there: a conversation between
-# two processes burns a block per reply, and 2**53 ids must last (1,000 a reply: 28
-# years at 10,000 replies a second); a claim is then one write per 500 messages.
-CLUSTER_ID_BLOCK = 1_000
 
 
 @dataclass
@@ -192,11 +185,9 @@ class ChatCore:
 
     limits: Limits = field(default_factory=Limits)
     users: set[str] = field(default_factory=set)
-    next_id: int = 1
-    reserved: int = 0  # the last id of the block being handed out (claimed from the storage)
     bots: frozenset[str] = frozenset()  # users answered by code: always online
     peers: bool = False  # other processes share the database: tell them what changes
-    id_block: int = ID_BLOCK  # ids claimed at a time (CLUSTER_ID_BLOCK with peers)
+    ids: IdBlocks = field(default_factory=IdBlocks)  # blocks claimed from the storage
 
     def __post_init__(self) -> None:
         self.users |= self.bots
@@ -208,9 +199,6 @@ class ChatCore:
         self.rooms: dict[str, set[str]] = {}
         self.history: dict[str, deque[RoomMessage]] = {}
         self._rates: dict[str, _Rate] = {}
-        self._spare: tuple[int, int] | None = None  # the next block, claimed ahead
-        self._claiming = False  # a ClaimIds is on its way
-        self._seen = 0  # the highest id another process is known to have handed out
         # the other processes: who is online in each, when each was last heard
         self.remote: dict[str, set[str]] = {}
         self.remote_seen: dict[str, float] = {}
@@ -253,16 +241,14 @@ class ChatCore:
         rooms: Iterable[tuple[str, Iterable[str]]] = (),
         room_messages: Iterable[RoomMessage] = (),
     ) -> None:
-        """Load the durable state after a (re)start; ids continue after the highest
-        (set ``next_id`` and ``reserved`` from the storage's record as well)."""
+        """Load the durable state after a (re)start (the ids come from a block the
+        adapter claims: ``ids``)."""
         for message in sorted(stored, key=lambda msg: msg.id):
             self.stored.setdefault(message.recipient, {})[message.id] = message
-            self.next_id = max(self.next_id, message.id + 1)
         for room, members in rooms:
             self.rooms[room] = set(members)
         for rmsg in sorted(room_messages, key=lambda msg: msg.id):
             self._history(rmsg.room).append(rmsg)
-            self.next_id = max(self.next_id, rmsg.id + 1)
 
     # --- presence --------------------------------------------------------------------
 
@@ -515,55 +501,25 @@ class ChatCore:
 
     def _reserving(self, effects: list[Effect]) -> list[Effect]:
         """``effects`` led by a claim of the next block once less than half a block is
-        left, so it is ready before the current one runs out."""
-        left = self.reserved - self.next_id + 1
-        if left < self.id_block // 2 and self._spare is None and not self._claiming:
-            self._claiming = True
-            effects.insert(0, ClaimIds(self.id_block))
+        left (or the block was given up), so it is ready before the current one runs out."""
+        count = self.ids.wanted()
+        if count is not None:
+            effects.insert(0, ClaimIds(count))
         return effects
 
     def ids_claimed(self, first: int, last: int) -> list[Effect]:
         """The storage recorded ``first..last`` as this process's ids; a claim again
         if another process has handed out a higher id meanwhile (``observe``)."""
-        self._claiming = False
-        if last <= self._seen:
-            return self._reserving([])
-        if self.next_id > self.reserved or first == self.reserved + 1:
-            if self.next_id > self.reserved:
-                self.next_id = first
-            self.reserved = last
-        else:
-            self._spare = (first, last)
-        return []
+        self.ids.claimed(first, last)
+        return self._reserving([])
 
     def observe(self, message_id: int) -> None:
         """Another process handed out ``message_id``: ids here must now be greater
-        (they increase in the order messages are accepted, in the whole cluster), so a
-        block below it is given up; ``_reserving`` claims a new one, which is above every
-        id handed out so far, since every process claims from one counter."""
-        self._seen = max(self._seen, message_id)
-        if message_id >= self.next_id:  # blocks are disjoint: the whole block is lower
-            self.reserved = self.next_id - 1
-            if self._spare is not None and self._spare[0] <= message_id:
-                self._spare = None
-
-    def ids_left(self) -> int:
-        """How many ids can be handed out before the next claim is recorded."""
-        left = self.reserved - self.next_id + 1
-        if self._spare is not None:
-            left += self._spare[1] - self._spare[0] + 1
-        return left
-
-    @property
-    def claiming(self) -> bool:
-        return self._claiming
-
-    def ids_unclaimed(self) -> None:
-        """The claim failed (the storage is away): the next request asks again."""
-        self._claiming = False
+        (they increase in the order messages are accepted, in the whole cluster)."""
+        self.ids.observe(message_id)
 
     def _need_ids(self, count: int) -> None:
-        if self.ids_left() < count:
+        if self.ids.left() < count:
             raise RequestError(OUT_OF_IDS, "storage_error")
 
     def _user(self, conn: Conn) -> str:
@@ -571,10 +527,7 @@ class ChatCore:
 
     def _new_id(self) -> int:
         """The next id of the claimed blocks (``_need_ids`` checked there is one)."""
-        if self.next_id > self.reserved and self._spare is not None:
-            (self.next_id, self.reserved), self._spare = self._spare, None
-        self.next_id += 1
-        return self.next_id - 1
+        return self.ids.take()
 
     def _check_sending(self, user: str, text: str, now: float) -> None:
         if user in self.deregistered:
@@ -666,7 +619,7 @@ class ChatCore:
         effects: list[Effect] = []
         if sender_conn in self.conns:
             effects.append(Send(sender_conn, _status(prompt.id, "delivered")))
-        if self.reserved - self.next_id + 1 < 1 and self._spare is None:
+        if self.ids.left() < 1:
             return self._reserving(effects)  # no id for the answer yet: it is dropped
         answer = Message(self._new_id(), prompt.recipient, prompt.sender, text, now)
         if not self.is_online(answer.recipient) and self._mailbox_full(answer.recipient):

@@ -21,6 +21,7 @@ from zCLI.apps.chat.core import (
     Close,
     Delete,
     Effect,
+    IdBlocks,
     Limits,
     Message,
     Reply,
@@ -49,7 +50,7 @@ class ChatTestCase(zTestCase):
     def setUp(self) -> None:
         super().setUp()
         self.core = ChatCore(Limits(max_text=10, max_stored=2, max_online=3, max_rate=3))
-        self.core.reserved = 10**6  # id reservations have a test of their own
+        self.core.ids.last = 10**6  # id blocks have a test of their own
 
     def sign_in(self, *users: str) -> None:
         for user in users:
@@ -263,21 +264,21 @@ class TestIds(ChatTestCase):
         """The next block is claimed once less than half of one is left; ids go on in
         it whether or not it follows (another process may have claimed those between),
         and none is handed out past the blocks claimed."""
-        self.core.next_id, self.core.reserved = 1, ID_BLOCK
+        self.core.ids = IdBlocks(ID_BLOCK, next_id=1, last=ID_BLOCK)
         self.sign_in("alice", "bob")
 
         def send(now: float = 0.0) -> list[Effect]:
             return self.do("alice", "chat.send", now, to="bob", text="hi")
 
         self.assertEqual(send()[0], Reply({"id": 1, "ts": 0.0}))
-        half = self.core.next_id = ID_BLOCK // 2 + 2  # less than half a block left
+        half = self.core.ids.next_id = ID_BLOCK // 2 + 2  # less than half a block left
         self.assertEqual(send(1.0)[:2], [ClaimIds(ID_BLOCK), Reply({"id": half, "ts": 1.0})])
         self.assertNotIn(ClaimIds, [type(e) for e in send(1.0)])  # one claim at a time
         self.core.ids_claimed(5 * ID_BLOCK + 1, 6 * ID_BLOCK)
-        self.core.next_id = ID_BLOCK
+        self.core.ids.next_id = ID_BLOCK
         self.assertEqual(send(2.0)[0], Reply({"id": ID_BLOCK, "ts": 2.0}))
         self.assertEqual(send(2.0)[0], Reply({"id": 5 * ID_BLOCK + 1, "ts": 2.0}))
-        self.core.next_id = 6 * ID_BLOCK  # the last one
+        self.core.ids.next_id = 6 * ID_BLOCK  # the last one
         effects = send(3.0)
         self.assertEqual(effects[:2], [ClaimIds(ID_BLOCK), Reply({"id": 6 * ID_BLOCK, "ts": 3.0})])
         self.assertRefused("storage_error", OUT_OF_IDS, "alice", "chat.send", to="bob", text="x")
@@ -307,7 +308,8 @@ class TestIds(ChatTestCase):
 class TestBots(ChatTestCase):
     def setUp(self) -> None:
         super().setUp()
-        self.core = ChatCore(Limits(max_rate=10), bots=frozenset({"echo"}), reserved=10**6)
+        blocks = IdBlocks(last=10**6)
+        self.core = ChatCore(Limits(max_rate=10), bots=frozenset({"echo"}), ids=blocks)
 
     def test_a_bot_is_always_online_and_asked(self) -> None:
         """A bot is online without a connection; a message to it asks it."""
@@ -323,7 +325,7 @@ class TestBots(ChatTestCase):
         """The asker hears delivered, then the answer, which waits for an ack."""
         self.sign_in("alice")
         prompt = Message(1, "alice", "echo", "hi", 0.0)
-        self.core.next_id = 2
+        self.core.ids.next_id = 2
         answer = Message(2, "echo", "alice", "hi!", 1.0)
         self.assertEqual(
             self.core.bot_answered(prompt, "alice-conn", "hi!", 1.0),
@@ -392,9 +394,9 @@ class TestCluster(zTestCase):
     def setUp(self) -> None:
         super().setUp()
         limits = Limits(ack_timeout=0.5, peer_ttl=15.0)
-        self.a = ChatCore(limits, users={"ann", "bob"}, peers=True, next_id=1, reserved=ID_BLOCK)
-        self.b = ChatCore(limits, users={"ann", "bob"}, peers=True,
-                          next_id=ID_BLOCK + 1, reserved=2 * ID_BLOCK)  # fmt: skip
+        first, second = IdBlocks(last=ID_BLOCK), IdBlocks(next_id=ID_BLOCK + 1, last=2 * ID_BLOCK)
+        self.a = ChatCore(limits, users={"ann", "bob"}, peers=True, ids=first)
+        self.b = ChatCore(limits, users={"ann", "bob"}, peers=True, ids=second)
 
     def carry(self, effects: list[Effect], to: ChatCore, now: float = 0.0) -> list[Effect]:
         """The other process hears every Tell of ``effects``; what it does in return."""
@@ -471,7 +473,7 @@ class TestCluster(zTestCase):
         sent = self.b.received("bob@B", m.Send("ann", "hi"), 1.0)
         self.assertEqual(sent[0], Reply({"id": ID_BLOCK + 1, "ts": 1.0}))
         self.assertEqual(self.carry(sent, self.a, 1.0)[0], ClaimIds(ID_BLOCK))
-        self.assertEqual(self.a.ids_left(), 0)
+        self.assertEqual(self.a.ids.left(), 0)
         self.assertEqual(self.a.ids_claimed(1, 5), [ClaimIds(ID_BLOCK)])  # lower: again
         self.assertEqual(self.a.ids_claimed(2 * ID_BLOCK + 1, 3 * ID_BLOCK), [])
         reply = self.a.received("ann@A", m.Send("bob", "back"), 2.0)[0]
@@ -558,14 +560,14 @@ class TestSQLiteStorage(zTestCase):
         core = ChatCore(users={"alice", "bob"})
         core.restore(store.stored(), store.rooms(), store.room_messages())
         last = store.claim_ids(ID_BLOCK)
-        core.next_id, core.reserved = last - ID_BLOCK + 1, last
+        core.ids = IdBlocks(next_id=last - ID_BLOCK + 1, last=last)
         effects = core.connected("bob", "b", 2.0)
         self.assertEqual(
             effects[:2],
             [Send("b", {"event": "chat.offline", "data": {"count": 1}}),
              Send("b", Message(7, "alice", "bob", "kept", 1.0).event(offline=True))],
         )  # fmt: skip
-        self.assertEqual(core.next_id, 8)
+        self.assertEqual(core.ids.next_id, 8)
 
     def test_removed_file_is_a_storage_error(self) -> None:
         """A database file removed under the server refuses writes with a sentence."""
