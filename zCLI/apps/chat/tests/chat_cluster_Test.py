@@ -187,6 +187,28 @@ class ClusterOutageTest(ClusterMixin, ChatTestCase):
                          "not_member", f"You are not a member of room {room!r}.")  # fmt: skip
         await cid.expect_no("chat.room.message")
 
+    async def test_started_while_redis_is_away_it_serves_once_redis_comes(self) -> None:
+        """Processes started while Redis is away refuse sign-in with the sentence; once
+        Redis comes they serve, as one chat, without a restart."""
+        ann, bob = await self.register("ann"), await self.register("bob")
+        await asyncio.to_thread(self.redis.stop)
+        try:
+            await self.restart()
+            refused = await self.connect("too early", token=ann.token)
+            self.assertConnectionInfo(await refused.expect("connection_info"), ann.name)
+            self.assertEqual(
+                await refused.expect_error(),
+                {"error": UNLINKED, "code": "storage_error", "_requestId": None},
+            )
+            self.assertEqual(await refused.wait_closed(), (1013, UNLINKED))  # fmt: skip
+        finally:
+            await asyncio.to_thread(self.redis.start)
+        await self.members_say(BACK)
+        ann_in = await self.sign_in(ann, "url")  # ann's second connection: process 1
+        bob_in = await self.sign_in(bob, "url")  # bob's second connection: process 0
+        await self.expect_online(ann_in, bob.name, True)
+        await self.deliver(ann_in, bob_in, "the broker came late")
+
     async def test_garbled_words_on_the_channel_are_dropped(self) -> None:
         """A word for the chat that is not one of its own (a missing field, a wrong
         type, an unknown kind) is logged and dropped by every process; chat goes on."""
