@@ -209,8 +209,9 @@ class ChatServer:
         while self.core.ids.left() == 0:
             if not self.available:
                 raise StorageError(UNAVAILABLE)
-            if not self.core.ids.claiming:
-                self.start([c.ClaimIds(self.core.ids.block)])
+            count = self.core.ids.wanted()  # None: a claim is on its way already
+            if count is not None:
+                self.start([c.ClaimIds(count)])
             waiter: asyncio.Future[None] = loop.create_future()
             self._id_waiters.append(waiter)
             await waiter
