@@ -100,6 +100,7 @@ PLUGIN = Plugin(
         "zCLI.apps.chat.tests.chat_plan002_auth_cluster_Test",
         "zCLI.apps.chat.tests.chat_plan002_keepalive_cluster_Test",
         "zCLI.apps.chat.tests.chat_plan002_bots_cluster_Test",
+        "zCLI.apps.chat.tests.chat_plan002_storage_cluster_Test",
         "zCLI.apps.chat.tests.chat_plan001_cluster_Test",
         "zCLI.apps.chat.tests.chat_cluster_Test",
         "zCLI.apps.chat.tests.chat_plan002_bots_Test",
