@@ -317,13 +317,19 @@ class ChatServer:
         await self.told()
         return reply
 
-    async def told(self) -> None:
-        """Until the broker took every word to the peers of the steps started so far
-        (their words go out on the loop's next turn at the latest)."""
+    @staticmethod
+    async def _next_turn() -> None:
+        """After what the loop had scheduled so far: the sends of the steps answered
+        (``_drain`` schedules them right after waking their waiter)."""
         loop = asyncio.get_running_loop()
         turn: asyncio.Future[None] = loop.create_future()
         loop.call_soon(turn.set_result, None)
         await turn
+
+    async def told(self) -> None:
+        """Until the broker took every word to the peers of the steps started so far
+        (their words go out on the loop's next turn at the latest)."""
+        await self._next_turn()
         if self._last_tell is not None:
             await asyncio.shield(self._last_tell)
 
@@ -361,7 +367,8 @@ class ChatServer:
         self._spawn(self._store_then_close(effects))
 
     async def _store_then_close(self, effects: list[c.Effect]) -> None:
-        await self._settle(effects)  # stored, and the senders told, before they go
+        await self._settle(effects)  # stored (committed) ...
+        await self._next_turn()  # ... and the senders told, before they go
         for conn in list(self.core.conns):
             _client(conn).close_soon(1013, UNLINKED)
 
