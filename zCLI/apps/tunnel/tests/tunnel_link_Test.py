@@ -488,13 +488,18 @@ class MemoryCapTest(TunnelCase):
             go[1].set()
             async with asyncio.timeout(timeout(15)):
                 self.assertEqual(await sunk[1], 32_000_000)
+        # one line per stream that was throttled: stream 3 surely; the stuck stream 1
+        # too when its bytes reached its socket while the total was over the cap
         throttled = [line for line in logs.output if "throttled" in line]
-        self.assertEqual(len(throttled), 1, logs.output)
-        self.assertRegex(
-            throttled[0],
-            r"^WARNING:zCLI.apps.tunnel:tunnel c2s-tun2 stream 3: throttled, the process "
-            r"holds \d+ bytes, over the memory cap of 4194304$",
-        )
+        streams = [line.split(" stream ", 1)[1].split(":", 1)[0] for line in throttled]
+        self.assertIn("3", streams, logs.output)
+        self.assertEqual(sorted(streams), sorted(set(streams)), logs.output)
+        for line in throttled:
+            self.assertRegex(
+                line,
+                r"^WARNING:zCLI.apps.tunnel:tunnel c2s-tun2 stream [13]: throttled, the "
+                r"process holds \d+ bytes, over the memory cap of 4194304$",
+            )
         go[0].set()
         stuck.write_eof()
         async with asyncio.timeout(timeout(15)):
