@@ -11,7 +11,7 @@ import re
 from zCLI import ConfigError, load_config
 from zCLI.auth import USERS_UNAVAILABLE
 from zCLI.users import PostgresUsers
-from zTestSuite import PostgresServer, requires_service
+from zTestSuite import PostgresServer, requires_network, requires_service
 from zTestSuite.auth import AuthCase
 from zTestSuite.harness import run_zcli
 
@@ -19,6 +19,7 @@ SECRET = "a-shared-secret-of-the-service-0123456789"
 _NUMBERS = itertools.count(1)
 
 
+@requires_network
 @requires_service("postgresql")
 class TestUsersInPostgres(AuthCase):
     postgres: PostgresServer

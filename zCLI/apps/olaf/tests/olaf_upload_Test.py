@@ -87,6 +87,7 @@ class TestUpload(unittest.TestCase):
         self.assertIsInstance(json.loads(reply.text)["file_url"], str)
 
 
+@requires_network
 class TestUploadBounds(unittest.TestCase):
     """A server of its own per test: --max-upload-total 2500 and
     --max-upload-connections 2, with uploads of 1000."""
