@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from .harness import timeout
+from .network import requires_network
 from .process import ServerProcess
 from .requirements import requirement
 
@@ -115,12 +116,18 @@ def client_missing(service: str) -> str | None:
 
 def requires_service(service: str) -> Callable[[T], T]:
     """Skip a test or class (fail it under ZTEST_STRICT=1) without ``service``'s binaries
-    or its Python client."""
+    or its Python client; without loopback it skips as ``requires_network`` does (the
+    service is reached over TCP), whatever ZTEST_STRICT says."""
     if service not in SERVICES:
         raise ValueError(f"There is no service named {service!r}; known: {sorted(SERVICES)}.")
-    return requirement(
+    installed = requirement(
         lambda: service_missing(service) or client_missing(service), service, strict=True
     )
+
+    def decorate(target: T) -> T:
+        return requires_network(installed(target))
+
+    return decorate
 
 
 def free_port(host: str = "127.0.0.1") -> int:

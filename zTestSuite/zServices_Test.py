@@ -165,6 +165,7 @@ class MissingServiceTest(unittest.TestCase):
         self.assertEqual(found["initdb"], self.empty / "16" / "bin" / "initdb")
         self.assertIsNone(svc.service_missing("postgresql", "", self.empty))
 
+    @requires_network  # without loopback requires_service skips for that reason first
     def test_a_missing_service_skips_or_fails_under_strict(self) -> None:
         """requires_service skips with the reason, and fails under ZTEST_STRICT=1."""
 
