@@ -202,6 +202,7 @@ class ChatCore:
         # the other processes: who is online in each, when each was last heard
         self.remote: dict[str, set[str]] = {}
         self.remote_seen: dict[str, float] = {}
+        self._last_beat = float("-inf")  # when this process last said who is online
         self.forwarded: dict[int, Message] = {}  # delivered here for another process
         self._peer_handlers: dict[type[p.PeerEvent], Callable[[str, Any, float], list[Effect]]] = {
             p.Online: self._peer_online,
@@ -360,8 +361,12 @@ class ChatCore:
         if not self.peers:
             return []
         before = set(self.online())
+        # After a pause of this process (a stalled loop) the others' words wait unread
+        # in the broker's socket: judge them on the next beat, once those are read.
+        paused = now - self._last_beat > self.limits.peer_ttl / 2
+        self._last_beat = now
         for node, seen in list(self.remote_seen.items()):
-            if now - seen > self.limits.peer_ttl:
+            if now - seen > self.limits.peer_ttl and not paused:
                 del self.remote_seen[node]
                 self.remote.pop(node, None)
         effects: list[Effect] = [Tell(p.Presence(tuple(sorted(self.local_online()))))]
@@ -429,10 +434,16 @@ class ChatCore:
         return self._unstore(event.user, event.id)
 
     def _peer_stored(self, node: str, event: p.Stored, now: float) -> list[Effect]:
+        """A message stored by another process. If its recipient is online here and
+        has not had it from here, that process did not know yet (the word that they
+        came online crossed the message, or it forgot this process for a moment): it
+        goes to them now, as a stored message, rather than at their next sign-in."""
         message = event.message
         self.observe(message.id)
         self.stored.setdefault(message.recipient, {})[message.id] = message
-        return []
+        if message.id in self.forwarded or not self._online_here(message.recipient):
+            return []
+        return [Send(c, message.event(offline=True)) for c in self.conns_of(message.recipient)]
 
     def _peer_deleted(self, node: str, event: p.Deleted, now: float) -> list[Effect]:
         stored = self.stored.get(event.user, {})

@@ -416,10 +416,43 @@ class TestCluster(zTestCase):
         self.assertEqual(heard, [Send("ann@A", table(ann=True, bob=True))])
         self.assertEqual(self.a.online(), ["ann", "bob"])
         self.assertEqual(self.carry(self.b.heartbeat(5.0), self.a, 5.0), [])
-        self.assertEqual(self.a.heartbeat(10.0)[1:], [])  # B heard at 5: still there
-        effects = self.a.heartbeat(21.0)
+        for now in (10.0, 15.0, 20.0):  # beats every third of peer_ttl; B heard at 5
+            self.assertEqual(self.a.heartbeat(now), [Tell(peers.Presence(("ann",)))])
+        effects = self.a.heartbeat(25.0)
         self.assertEqual(effects, [Tell(peers.Presence(("ann",))),
                                    Send("ann@A", table(ann=True, bob=False))])  # fmt: skip
+
+    def test_a_pause_of_its_own_forgets_nobody(self) -> None:
+        """A beat after this process stalled longer than half of peer_ttl forgets no
+        one (the others' words wait unread); the next beat judges by what it then read."""
+        self.carry(self.b.connected("bob", "bob@B", 0.0), self.a)
+        self.assertEqual(self.a.heartbeat(5.0), [Tell(peers.Presence(()))])
+        self.assertEqual(self.a.heartbeat(30.0), [Tell(peers.Presence(()))])  # stalled
+        self.assertEqual(self.carry(self.b.heartbeat(30.0), self.a, 30.0), [])
+        self.assertEqual(self.a.heartbeat(35.0), [Tell(peers.Presence(()))])
+        self.assertEqual(self.a.online(), ["bob"])
+        self.assertEqual(self.a.heartbeat(50.0), [Tell(peers.Presence(()))])  # 20 s: stalled
+        self.assertEqual(self.a.heartbeat(55.0), [Tell(peers.Presence(()))])  # 25 s silent
+        self.assertEqual(self.a.online(), [])
+
+    def test_a_message_stored_while_its_recipient_came_online_reaches_them(self) -> None:
+        """A process that stored a message for a user it did not yet know was online
+        elsewhere: their process sends it to them at once, as a stored message; their
+        ack deletes it in both."""
+        self.a.connected("ann", "ann@A", 0.0)
+        online = self.b.connected("bob", "bob@B", 0.0)  # its Online word not yet heard
+        message = Message(1, "ann", "bob", "hi", 1.0)
+        sent = self.a.received("ann@A", m.Send("bob", "hi"), 1.0)
+        self.assertEqual(sent, [Reply({"id": 1, "ts": 1.0}), Store(message),
+                                Tell(peers.Stored(message)),
+                                Send("ann@A", status(1, "stored"))])  # fmt: skip
+        self.assertEqual(self.carry(sent, self.b, 1.0), [Send("bob@B", message.event(True))])
+        self.carry(online, self.a, 1.1)
+        acked = self.b.received("bob@B", m.Ack(1), 1.2)
+        self.assertEqual(acked, [Reply({"acked": True}), Delete((1,)),
+                                 Tell(peers.Deleted("bob", (1,)))])  # fmt: skip
+        self.assertEqual(self.carry(acked, self.a, 1.2), [])
+        self.assertEqual((self.a.stored, self.b.stored), ({"bob": {}}, {"bob": {}}))
 
     def test_a_message_crosses_and_its_ack_comes_back(self) -> None:
         """A message to a user on the other process is sent there and stays pending
@@ -447,7 +480,7 @@ class TestCluster(zTestCase):
         expired = self.a.expire(2.0)
         self.assertEqual(expired, [Store(message), Tell(peers.Stored(message)),
                                    Send("ann@A", status(1, "stored"))])  # fmt: skip
-        self.carry(expired, self.b, 2.0)
+        self.assertEqual(self.carry(expired, self.b, 2.0), [])  # bob has it from B already
         self.assertEqual(self.b.stored, {"bob": {1: message}})
         acked = self.b.received("bob@B", m.Ack(1), 3.0)
         self.assertEqual(acked, [Reply({"acked": True}), Delete((1,)),

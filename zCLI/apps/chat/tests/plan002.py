@@ -585,8 +585,16 @@ class ChatTestCase(unittest.IsolatedAsyncioTestCase):
         return Account(client.user, PASSWORD, client.token)
 
     async def users(self, *labels: str) -> list[ChatClient]:
-        """Users signed in one after the other; each has seen the table with itself."""
-        return [await self.user(label) for label in labels]
+        """Users signed in one after the other; each has seen the table with itself,
+        and those before it a table with it online (so whichever process serves them
+        knows it is: on a cluster that word crosses between processes)."""
+        clients: list[ChatClient] = []
+        for label in labels:
+            client = await self.user(label)
+            for earlier in clients:
+                await self.seen_online(earlier, client.user or "")
+            clients.append(client)
+        return clients
 
     # --- HTTP ---------------------------------------------------------------------------
 
@@ -639,6 +647,18 @@ class ChatTestCase(unittest.IsolatedAsyncioTestCase):
         await client.expect(
             "chat.clients", lambda push: self.table_of(push) == dict(expected), latest=True
         )
+
+    async def seen_online(self, client: ChatClient, name: str) -> None:
+        """``client`` has had a ``chat.clients`` with ``name`` online; unlike
+        ``expect_online`` it leaves the pushes for the test to take."""
+
+        def seen() -> bool | None:
+            for push in client.pushes:
+                if push.get("event") == "chat.clients" and self.table_of(push).get(name):
+                    return True
+            return None
+
+        await client.wait_for(seen, f"a chat.clients with {name} online")
 
     async def expect_online(
         self, client: ChatClient, name: str, online: bool, units: float = 3
