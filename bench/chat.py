@@ -616,7 +616,8 @@ async def ramp(load: Load, config: dict[str, Any], rng: random.Random) -> dict[s
             log(
                 f"    {load.name} {rate:7,.0f} msg/s: delivered {result['delivered']:7,.0f}/s, "
                 f"p99 {result['p99_ms']:7.1f} ms, server CPU {result['server_cpu_pct']:3.0f}%, "
-                f"generator CPU {result['generator_cpu_pct']:3.0f}% -> "
+                f"generator CPU {result['generator_cpu_pct']:3.0f}%, "
+                f"stored {result['stored']:,} -> "
                 f"{'held' if ok else 'not held'}{' (second try)' if attempt else ''}"
             )
             if ok:
