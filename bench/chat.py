@@ -60,6 +60,7 @@ from websockets.uri import parse_uri
 PASSWORD = "bench-password-1"
 HELD_SHARE = 0.95  # a ramp step holds when it delivers this share of the offered rate
 GOAL_P99_MS = 10.0  # the goals
+GOAL_USERS, GOAL_RATE = 1000, 2000
 GOAL_RATIO = 0.7
 DRAIN_SECONDS = 15.0  # after a window, for replies still in flight
 CLIENTS_PREFIX = b'{"event": "chat.clients"'  # zChat's presence table: counted, not parsed
@@ -774,9 +775,13 @@ def report(args: argparse.Namespace, results: dict[str, Any], setup: dict[str, A
     p99 = steady(zchat, "p99_ms")
     ratio = top(zchat) / top(bare) if top(bare) else float("nan")
     print()
+    if (args.users, args.rate) == (GOAL_USERS, GOAL_RATE):
+        verdict = "met" if p99 < GOAL_P99_MS else "NOT met"
+    else:
+        verdict = f"not judged: the goal is at {GOAL_USERS:,} users and {GOAL_RATE:,} msg/s"
     print(
-        f"goal p99 < {GOAL_P99_MS:g} ms at {args.users:,} users and {rate} msg/s: "
-        f"{p99:.2f} ms -> {'met' if p99 < GOAL_P99_MS else 'NOT met'}"
+        f"goal p99 < {GOAL_P99_MS:g} ms at {GOAL_USERS:,} users and {GOAL_RATE:,} msg/s: "
+        f"{p99:.2f} ms at {args.users:,} users and {rate} msg/s -> {verdict}"
     )
     print(
         f"goal top rate >= {GOAL_RATIO}x the bare relay: {ratio:.2f}x -> "
