@@ -41,7 +41,6 @@ import json
 import os
 import platform
 import random
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -52,6 +51,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import websockets
+from procstat import cpu_seconds, load_average, log, median, percentile, rss_bytes, stop
 from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
@@ -64,30 +64,6 @@ GOAL_USERS, GOAL_RATE = 1000, 2000
 GOAL_RATIO = 0.7
 DRAIN_SECONDS = 15.0  # after a window, for replies still in flight
 CLIENTS_PREFIX = b'{"event": "chat.clients"'  # zChat's presence table: counted, not parsed
-TICK = os.sysconf("SC_CLK_TCK")
-PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def log(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
-# --- what /proc says about a process ------------------------------------------------------
-
-
-def cpu_seconds(pid: int | str) -> float:
-    """User + system CPU time of a process (all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def rss_bytes(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
-
-
-def load_average() -> float:
-    return os.getloadavg()[0]
-
 
 # --- the bare relay (its own process) -----------------------------------------------------
 
@@ -162,12 +138,7 @@ class Server:
         return "\n".join(self.logfile.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop(self.process)
 
 
 def start_zchat(workspace: Path, users: int, fast: bool) -> Server:
@@ -274,8 +245,8 @@ class Phase:
         return {
             "rate": self.rate,
             "delivered": delivered,
-            "p50_ms": percentile(ordered, 0.50) * 1000,
-            "p99_ms": percentile(ordered, 0.99) * 1000,
+            "p50_ms": percentile(ordered, 0.50, empty=float("inf")) * 1000,
+            "p99_ms": percentile(ordered, 0.99, empty=float("inf")) * 1000,
             "lost": lost,
             "sent": self.sent,
             "stored": self.stored_status,
@@ -290,12 +261,6 @@ class Phase:
             "generator_cpu_pct": 100 * own / seconds,
             "load": load_average(),
         }
-
-
-def percentile(ordered: list[float], q: float) -> float:
-    if not ordered:
-        return float("inf")
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 @dataclass
@@ -682,10 +647,6 @@ async def generate(config: dict[str, Any]) -> dict[str, Any]:
 
 
 # --- the run ------------------------------------------------------------------------------
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
 
 
 def report(args: argparse.Namespace, results: dict[str, Any], setup: dict[str, Any]) -> None:

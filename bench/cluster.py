@@ -52,13 +52,14 @@ import json
 import os
 import platform
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from procstat import load_average, log, median, percentile, stat_fields
 
 PLUGIN = """
 from zCLI import Plugin
@@ -90,10 +91,6 @@ CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 TEXT: Any = None  # picows' WSMsgType.TEXT, once the generator has imported picows
 
 
-def log(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
 def cpu_seconds(pid: int | str) -> float:
     """CPU time of a process, all its threads: the scheduler's nanoseconds on a CPU
     (``/proc/PID/task/*/schedstat``), since ``/proc/PID/stat`` counts in clock ticks
@@ -108,20 +105,8 @@ def cpu_seconds(pid: int | str) -> float:
             / 1e9
         )
     except (FileNotFoundError, ProcessLookupError):  # no schedstat (or a thread just ended)
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = stat_fields(pid)
         return (int(fields[11]) + int(fields[12])) / CLOCK_TICK
-
-
-def load_average() -> float:
-    return os.getloadavg()[0]
-
-
-def percentile(ordered: list[float], q: float) -> float:
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
 
 
 # --- the load generator (its own process) -------------------------------------------------

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import websockets
+from procstat import cpu_seconds, percentile, stop
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
 
@@ -53,12 +54,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def percentile(ordered: list[float], q: float) -> float:
-    if not ordered:
-        return float("nan")
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 # -- the baseline server ------------------------------------------------------------
@@ -228,11 +223,6 @@ async def generate(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def run_once(kind: str, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     servers = start_pair(kind, folder)
     try:
@@ -249,8 +239,7 @@ def run_once(kind: str, args: argparse.Namespace, folder: Path) -> dict[str, Any
         return result
     finally:
         for server in servers:
-            server.terminate()
-            server.wait(timeout=10)
+            stop(server)
 
 
 def main() -> None:

@@ -70,6 +70,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from procstat import TICK, load_average, log, rss_bytes, stat_fields, stop
+
 GOAL_RATIO = 0.2  # the issue's goals
 GOAL_P99_MS = 1.0
 ROUND_TRIP_BYTES = 500
@@ -80,8 +82,6 @@ GB = 1_000_000_000
 MIB = 1024 * 1024
 HOLD_TIMEOUT = 2.0  # memory run: the reader starts after a window, or after this
 IO_TIMEOUT = 60.0  # a stalled connection fails the run instead of hanging it
-TICK = os.sysconf("SC_CLK_TCK")
-PAGE = os.sysconf("SC_PAGE_SIZE")
 S2C, C2S = "bench-s2c", "bench-c2s"
 TARGETS = ("zTunnel s->c", "zTunnel c->s", "direct", "websockify")
 CPU_ROWS = (  # the processes whose CPU each run reads: role, what it is for each target
@@ -92,15 +92,7 @@ CPU_ROWS = (  # the processes whose CPU each run reads: role, what it is for eac
 )
 
 
-def log(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
 # --- what /proc says about a process ------------------------------------------------------
-
-
-def _stat(pid: int) -> list[str]:
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
 
 
 def tree_cpu(pid: int) -> float:
@@ -110,7 +102,7 @@ def tree_cpu(pid: int) -> float:
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                parents[int(entry)] = int(_stat(int(entry))[1])
+                parents[int(entry)] = int(stat_fields(int(entry))[1])
             except (OSError, IndexError, ValueError):
                 pass
     tree, todo = {pid}, [pid]
@@ -122,7 +114,7 @@ def tree_cpu(pid: int) -> float:
     ticks = 0
     for member in tree:
         try:
-            fields = _stat(member)
+            fields = stat_fields(member)
         except OSError:
             continue
         ticks += int(fields[11]) + int(fields[12])
@@ -131,20 +123,12 @@ def tree_cpu(pid: int) -> float:
     return ticks / TICK
 
 
-def rss_bytes(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
-
-
 def peak_rss(pid: int) -> int:
     """VmHWM: the largest resident set the process has had since it started."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) * 1024
     return 0
-
-
-def load_average() -> float:
-    return os.getloadavg()[0]
 
 
 def cpu_pressure() -> float:
@@ -250,12 +234,7 @@ class Process:
         return "\n".join(self.logfile.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop(self.process)
 
 
 def wait_port(port: int, process: Process, seconds: float = 20.0) -> None:
