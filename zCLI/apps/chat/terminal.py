@@ -42,6 +42,7 @@ USAGE = {
 _SEND = re.compile(r"(\S+)\s+(\S.*)", re.DOTALL)
 # Requests worth sending again on a new connection when no reply came: not an ack
 # (the server sends an unacknowledged message again) nor a sign-out.
+PRINTED_KEPT = 10_000  # message ids remembered, to print a message that comes again once
 _RESENT = frozenset({"chat.send", "chat.send_all", "chat.dereg", "chat.reg", "chat.users"})
 
 
@@ -76,6 +77,10 @@ class Terminal:
     _held: list[str] = field(default_factory=list)  # request ids typed while offline
     _sent_to: dict[int, str] = field(default_factory=dict)  # message id -> addressee
     _early_status: dict[int, str] = field(default_factory=dict)  # status before result
+    # Ids of the messages printed, newest last: a message can come again (its ack was
+    # lost, or a cluster's process sent it as the ack was on its way); it is acked, not
+    # printed twice.
+    _printed: dict[int, None] = field(default_factory=dict)
 
     # -- typed commands -------------------------------------------------------------
 
@@ -249,9 +254,15 @@ class Terminal:
             line = f">>> ({float(data['ts'])!r}) {sender} : {text}"
         else:
             line = f">>> {sender} : {text}"
-        acks: tuple[Frame, ...] = ()
-        if isinstance(data.get("id"), int):
-            acks = self._request("chat.ack", {"id": data["id"]}).frames
+        message_id = data.get("id")
+        if not isinstance(message_id, int):
+            return Output(lines=(line,))
+        acks = self._request("chat.ack", {"id": message_id}).frames
+        if message_id in self._printed:
+            return Output(frames=acks)
+        self._printed[message_id] = None
+        if len(self._printed) > PRINTED_KEPT:
+            del self._printed[next(iter(self._printed))]
         return Output(lines=(line,), frames=acks)
 
     def _status(self, data: dict[str, Any]) -> Output:

@@ -198,11 +198,24 @@ class PlanLinesTest(TerminalCase):
             ),
         )
 
+    def test_a_message_that_comes_again_is_acked_not_printed(self) -> None:
+        """The same id again (its ack was lost on the way, or a cluster's other process
+        sent it as the ack went) is acknowledged again and printed once."""
+        data = {"id": 7, "from": "user1", "text": "hi", "ts": 1.0}
+        self.assertPrints(self.terminal.receive({"event": "chat.message", "data": data}),
+                          ">>> user1 : hi")  # fmt: skip
+        again = {**data, "offline": True}
+        self.assertEqual(
+            self.terminal.receive({"event": "chat.message", "data": again}),
+            Output((), ({"event": "chat.ack", "data": {"id": 7}, "_requestId": "t2"},)),
+        )
+
     def test_channel_message(self) -> None:
         """A send_all message, live or stored, prints as Channel_Message and is acked."""
-        for offline in (False, True):
+        for message_id, offline in ((6, False), (8, True)):
             with self.subTest(offline=offline):
-                data = {"id": 6, "from": "user1", "text": "hello guys", "ts": 1.0, "all": True}
+                data = {"id": message_id, "from": "user1", "text": "hello guys", "ts": 1.0,
+                        "all": True}  # fmt: skip
                 if offline:
                     data["offline"] = True
                 output = self.terminal.receive({"event": "chat.message", "data": data})
