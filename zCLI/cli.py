@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import LOG_LEVELS, load_config
+from .config import ADAPTERS, LOG_LEVELS, load_config
 from .core import zCLI
 from .exceptions import ConfigError, zCLIError
 from .plugins import Registry
@@ -70,6 +70,8 @@ def _serve(args: argparse.Namespace) -> int:
         websocket["broker"] = args.broker
     if args.fast is not None:
         websocket["fast"] = args.fast
+    if args.adapter is not None:
+        websocket["adapter"] = args.adapter
     spark.update(websocket=websocket, http_server=http)
     if args.workers > 1:
         from .workers import serve_workers
@@ -152,6 +154,12 @@ def build_parser(registry: Registry) -> argparse.ArgumentParser:
         "--fast",
         action=argparse.BooleanOptionalAction,
         help="uvloop and orjson (pip install zCLI[fast]); default: on when installed",
+    )
+    serve.add_argument(
+        "--adapter",
+        choices=ADAPTERS,
+        help="websockets' asyncio server, or zBifrost's own sans-I/O Protocol "
+        "(websocket.adapter; default asyncio)",
     )
     serve.set_defaults(handler=_serve)
 

@@ -36,6 +36,7 @@ CONFIG_FILE = "zcli.yaml"
 MODES = ("Terminal", "zBifrost")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 COMPRESSIONS = ("deflate", "none")
+ADAPTERS = ("asyncio", "sansio")  # websocket.adapter: zCLI.bridge.connection
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,9 @@ class WebSocketConfig:
     # fast mode (uvloop, orjson; see zCLI.fast): true, false, or unset ("auto"): on when
     # zCLI[fast] is installed. load_config settles it to true or false.
     fast: bool | None = None
+    # how connections are driven: websockets' asyncio server, or zBifrost's own asyncio
+    # Protocol around websockets' sans-I/O ServerProtocol (zCLI.bridge.sansio)
+    adapter: str = "asyncio"
 
 
 @dataclass(frozen=True)
@@ -265,6 +269,7 @@ SECTIONS: dict[str, tuple[type, dict[str, Checker]]] = {
             "broker": _broker_url,
             "presence_ttl": _positive_float,
             "fast": _fast,
+            "adapter": _choice(ADAPTERS),
         },
     ),
     "http_server": (

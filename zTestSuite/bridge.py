@@ -117,10 +117,13 @@ Main:
 class BridgeTestCase(unittest.IsolatedAsyncioTestCase):
     """A temporary workspace, bridges that stop at cleanup, and JSON helpers. ``fast``:
     the bridges ``make`` builds read and write JSON through orjson (zBifrost's fast mode;
-    the zBifrost_Fast suite also runs them on uvloop); off unless a test class turns it on."""
+    the zBifrost_Fast suite also runs them on uvloop); off unless a test class turns it on.
+    ``adapter``: the bridges' ``websocket.adapter`` (zBifrost_SansIO reruns them on
+    ``sansio``)."""
 
     zui = PING_ZUI
     fast = False
+    adapter = "asyncio"
 
     async def asyncSetUp(self) -> None:
         # IsolatedAsyncioTestCase turns on asyncio debug mode, which slows bulk socket
@@ -143,6 +146,7 @@ class BridgeTestCase(unittest.IsolatedAsyncioTestCase):
             "port": 0,
             "require_auth": False,
             "fast": self.fast,
+            "adapter": self.adapter,
             **spark.pop("websocket", {}),
         }
         base = {"zWorkspace": str(self.workspace), "zVaFile": "@.zUI.app", "websocket": websocket}

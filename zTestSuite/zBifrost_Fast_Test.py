@@ -283,7 +283,10 @@ class TestServeFast(unittest.TestCase):
         """``zcli serve --fast`` serves on uvloop with orjson and says so at INFO."""
         app = serve("--fast")
         self.addCleanup(app.stop)
-        url = app.wait_for(r"zBifrost listening on (ws://\S+) \(JSON: orjson; event loop: uvloop\)")
+        url = app.wait_for(
+            r"zBifrost listening on (ws://\S+) "
+            r"\(JSON: orjson; event loop: uvloop; adapter: asyncio\)"
+        )
 
         async def ping() -> str:
             async with websockets.connect(url.group(1)) as ws:

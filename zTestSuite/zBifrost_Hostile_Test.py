@@ -77,6 +77,12 @@ HTTP_URL = ""
 
 
 def setUpModule() -> None:  # noqa: N802 (unittest's name)
+    start_server()
+
+
+def start_server(*args: str) -> None:
+    """The one served process every test attacks (``args``: more for ``zcli serve``;
+    zBifrost_Hostile_SansIO passes ``--adapter sansio``)."""
     global WORKSPACE, SERVER, WS_URL, HTTP_URL
     problem = network_unavailable()
     if problem is not None:
@@ -102,7 +108,7 @@ def setUpModule() -> None:  # noqa: N802 (unittest's name)
         capture_output=True,
         timeout=timeout(15),
     )
-    SERVER = served_app(WORKSPACE)
+    SERVER = served_app(WORKSPACE, *args)
     WS_URL, HTTP_URL = SERVER.ws_url, SERVER.http_url
 
 

@@ -22,7 +22,6 @@ import uuid
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.extensions.permessage_deflate import PerMessageDeflate
 from websockets.protocol import State
@@ -30,6 +29,7 @@ from websockets.protocol import State
 from .. import strict_json
 from ..auth import Identity
 from ..session import Session
+from .connection import BridgeConnection
 from .limits import TokenBucket
 
 __all__ = ["Client", "FastClient"]
@@ -59,7 +59,7 @@ class Client:
 
     def __init__(
         self,
-        ws: ServerConnection,
+        ws: BridgeConnection,
         session: Session | None,
         identity: Identity,
         queue_size: int,
@@ -208,19 +208,7 @@ class Client:
         if not self._framed:
             return
         self._framed = 0
-        chunks = self.ws.protocol.data_to_send()
-        if not chunks:  # websockets wrote them already (it flushes after each read)
-            return
-        if len(chunks) == 1 and chunks[0]:
-            self.ws.transport.write(chunks[0])
-        elif all(chunks):
-            self.ws.transport.writelines(chunks)
-        else:  # an empty chunk asks for end-of-file: websockets' own writer does that
-            for chunk in chunks:
-                if chunk:
-                    self.ws.transport.write(chunk)
-                elif self.ws.transport.can_write_eof():
-                    self.ws.transport.write_eof()
+        self.ws.write_data()  # nothing when websockets wrote them (it writes after each read)
 
     def _overflow(self) -> None:
         self.overflowed = True

@@ -29,10 +29,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
-from websockets.frames import DATA_OPCODES, Frame
 from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response
-from websockets.protocol import Event
 
 from .. import strict_json
 from ..auth import ANONYMOUS, AuthError, Identity
@@ -55,6 +53,7 @@ from .broker import (
     make_broker,
 )
 from .client import Client, FastClient
+from .connection import BridgeConnection, TrackedConnection
 from .driver import drive, run_until_wait
 from .extensions import PluginExtensions
 from .limits import LogThrottle, TokenBucket
@@ -74,6 +73,7 @@ from .protocol import (
     result_reply,
     shown,
 )
+from .sansio import SansIOServer
 
 if TYPE_CHECKING:
     from ..core import zCLI
@@ -84,28 +84,6 @@ __all__ = ["EventContext", "PortInUseError", "zBifrost"]
 log = logging.getLogger("zCLI.zBifrost")
 SERVER_HEADER = f"zBifrost/{__version__}"
 NO_ZUI = "This server has no zUI file; only its events are served."
-
-
-class _TrackedConnection(ServerConnection):
-    """A connection that adds itself to ``tracked`` from its first byte to its last,
-    so the bridge can cut handshakes that never finish. It counts the messages it has
-    received (``messages_in``), so the reader knows whether another one is waiting."""
-
-    tracked: set[ServerConnection]
-    messages_in = 0
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        self.tracked.add(self)
-
-    def process_event(self, event: Event) -> None:
-        super().process_event(event)
-        if isinstance(event, Frame) and event.fin and event.opcode in DATA_OPCODES:
-            self.messages_in += 1
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.tracked.discard(self)
-        super().connection_lost(exc)
 
 
 class PortInUseError(zCLIError):
@@ -134,10 +112,10 @@ class zBifrost:
         self.config = zcli.config.websocket
         self.clients: set[Client] = set()
         self.walker: zWalker = zcli.walker
-        self._server: Server | None = None
+        self._server: Server | SansIOServer | None = None
         self._stopped = asyncio.Event()
-        self._sockets: set[ServerConnection] = set()  # every open TCP connection
-        self._admitted: set[ServerConnection] = set()  # handshake done, handler running
+        self._sockets: set[BridgeConnection] = set()  # every open TCP connection
+        self._admitted: set[BridgeConnection] = set()  # handshake done, handler running
         self._loop: asyncio.AbstractEventLoop | None = None
         self._subscribed: object = None  # the zAuth whose revocations close connections
         self._refusals = LogThrottle()
@@ -214,26 +192,8 @@ class zBifrost:
         self._stopped.clear()
         self._loop = asyncio.get_running_loop()
         await self.broker.start(self._from_broker, self._presence.users)
-        connection_class: type[ServerConnection] = type(
-            "Connection", (_TrackedConnection,), {"tracked": self._sockets}
-        )
         try:
-            self._server = await serve(
-                self._serve_connection,
-                self.config.host,
-                self.config.port,
-                create_connection=connection_class,
-                process_request=self._check_request,
-                process_response=self._admit,
-                server_header=SERVER_HEADER,
-                reuse_port=self.reuse_port,
-                compression=None if self.config.compression == "none" else "deflate",
-                open_timeout=self.config.handshake_timeout,
-                max_size=2 * self.config.max_size,  # our own check answers up to here
-                ping_interval=self.config.ping_interval,
-                ping_timeout=self.config.ping_timeout,
-                close_timeout=self.config.ping_timeout,  # a silent peer is not waited on
-            )
+            self._server = await self._listen()
         except OSError as exc:
             await self.broker.stop()
             if exc.errno == errno.EADDRINUSE:
@@ -241,10 +201,52 @@ class zBifrost:
             raise
         self._extensions.start_services(self)
         log.info(
-            "zBifrost listening on %s (JSON: %s; event loop: %s)",
+            "zBifrost listening on %s (JSON: %s; event loop: %s; adapter: %s)",
             self.url,
             "orjson" if self.config.fast else "json",
             type(self._loop).__module__,
+            self.config.adapter,
+        )
+
+    async def _listen(self) -> Server | SansIOServer:
+        """Listen through the configured adapter (``websocket.adapter``); both run the
+        same handshake checks and the same connection task."""
+        config = self.config
+        if config.adapter == "sansio":
+            return await SansIOServer.listen(
+                self._serve_connection,
+                config.host,
+                config.port,
+                tracked=self._sockets,
+                process_request=self._check_request,
+                process_response=self._admit,
+                server_header=SERVER_HEADER,
+                reuse_port=self.reuse_port,
+                compression=config.compression,
+                open_timeout=config.handshake_timeout,
+                max_size=2 * config.max_size,  # our own check answers up to here
+                ping_interval=config.ping_interval,
+                ping_timeout=config.ping_timeout,
+                close_timeout=config.ping_timeout,  # a silent peer is not waited on
+            )
+        connection_class: type[ServerConnection] = type(
+            "Connection", (TrackedConnection,), {"tracked": self._sockets}
+        )
+        return await serve(
+            self._serve_connection,  # type: ignore[arg-type]  # TrackedConnection is one
+            config.host,
+            config.port,
+            create_connection=connection_class,
+            process_request=self._check_request,  # type: ignore[arg-type]  # as above
+            process_response=self._admit,  # type: ignore[arg-type]  # as above
+            server_header=SERVER_HEADER,
+            reuse_port=self.reuse_port,
+            compression=None if config.compression == "none" else "deflate",
+            open_timeout=config.handshake_timeout,
+            max_size=2 * config.max_size,  # our own check answers up to here
+            ping_interval=config.ping_interval,
+            ping_timeout=config.ping_timeout,
+            close_timeout=config.ping_timeout,  # a silent peer is not waited on
         )
 
     async def stop(self, message: str = "The server is shutting down.") -> None:
@@ -297,15 +299,15 @@ class zBifrost:
 
     # --- the handshake ------------------------------------------------------------
 
-    def _refuse(self, ws: ServerConnection, status: HTTPStatus, text: str, why: str) -> Response:
+    def _refuse(self, ws: BridgeConnection, status: HTTPStatus, text: str, why: str) -> Response:
         count = self._refusals.hit(time.monotonic())
         if count:
             log.warning("refused a handshake: %s (%d since the last such line)", why, count)
-        response = ws.respond(status, text)
+        response = ws.protocol.reject(status, text)
         response.headers["Server"] = SERVER_HEADER
         return response
 
-    def _check_request(self, ws: ServerConnection, request: HttpRequest) -> Response | None:
+    def _check_request(self, ws: BridgeConnection, request: HttpRequest) -> Response | None:
         origins = request.headers.get_all("Origin")
         if len(origins) > 1:
             return self._refuse(
@@ -320,7 +322,7 @@ class zBifrost:
         return None
 
     def _admit(
-        self, ws: ServerConnection, request: HttpRequest, response: Response
+        self, ws: BridgeConnection, request: HttpRequest, response: Response
     ) -> Response | None:
         """The last word before the 101 goes out: count the connection (nothing yields
         between this check and the send, so a burst cannot pass the limit together)."""
@@ -331,7 +333,7 @@ class zBifrost:
         self._admitted.add(ws)
         return None
 
-    def _too_many(self, ws: ServerConnection) -> Response:
+    def _too_many(self, ws: BridgeConnection) -> Response:
         why = f"{len(self._admitted)} connections, the limit"
         return self._refuse(ws, HTTPStatus.SERVICE_UNAVAILABLE, "Too many connections.\n", why)
 
@@ -404,7 +406,7 @@ class zBifrost:
 
     # --- one connection -----------------------------------------------------------
 
-    async def _serve_connection(self, ws: ServerConnection) -> None:
+    async def _serve_connection(self, ws: BridgeConnection) -> None:
         client: Client | None = None  # set once signed in: then it is in self.clients
         bucket = TokenBucket(self.config.rate_limit, self.config.rate_burst, time.monotonic())
         pending = self._client_type(
@@ -449,59 +451,73 @@ class zBifrost:
 
     async def _read_frames(self, client: Client, tasks: asyncio.TaskGroup) -> None:
         """Answer each message in turn until the connection closes (ConnectionClosed).
-        A message answered at once is framed but written only when no other message is
-        waiting (``messages_in``), so the replies to one read from the socket go out in
-        one system call. ``recv()`` rather than ``async for``: no generator per
-        connection, no generator step per message."""
+        The connection's adapter calls ``handle`` for each message and ``client.flush``
+        once no other message is waiting, so the replies to one read from the socket go
+        out in one system call."""
         max_size, max_request_id = self.config.max_size, self.config.max_request_id
         loads = self._loads
-        ws = client.ws
-        assert isinstance(ws, _TrackedConnection)
-        read = 0
-        while True:
-            frame = await ws.recv()
-            read += 1
+        handlers = self._handlers
+        plugin_events = self.zcli.plugins.events
+
+        def handle(frame: str | bytes) -> Awaitable[bool | None] | None:
+            size = len(frame)
+            if isinstance(frame, str) and 4 * size > max_size:
+                size = len(frame.encode())  # a character is 1 to 4 bytes of UTF-8
+            if size > max_size:
+                return self._too_large(client, size)
             try:
-                size = len(frame)
-                if isinstance(frame, str) and 4 * size > max_size:
-                    size = len(frame.encode())  # a character is 1 to 4 bytes of UTF-8
-                if size > max_size:
-                    client.send(
-                        error_reply(
-                            client.request_id(False, None),
-                            "too_large",
-                            f"The message of {size} bytes exceeds the {max_size}-byte limit.",
-                        )
-                    )
-                    await client.wait_sent()
-                    await client.ws.close(1009, "Message too large.")
-                    return
-                try:
-                    raw = request_object(frame, loads)
-                    if self._answered_at_once(client, raw, max_request_id):
-                        continue
-                    request = parse_object(raw, max_request_id)
-                except ProtocolError as exc:
-                    client.send(error_reply(client.request_id(False, None), exc.code, exc.message))
-                    continue
-                request_id = client.request_id(request.has_id, request.request_id)
-                if not client.bucket.take(time.monotonic()):
-                    self._rate_limited(client, request_id)
-                    continue
-                handler = self._handlers.get(request.event)
-                if handler is None:
-                    unknown = f"There is no event named {shown(request.event)}."
-                    client.send(error_reply(request_id, "unknown_event", unknown))
-                    continue
-                if request.event == "dispatch":
-                    self._start_dispatch(client, request, request_id, tasks)
-                elif request.event in self.zcli.plugins.events:
-                    self._start_plugin_event(client, request, request_id, tasks)
-                else:
-                    await self._guarded(handler, client, request, request_id)
-            finally:
-                if ws.messages_in <= read:  # no other message waits: write the replies
-                    client.flush()
+                raw = request_object(frame, loads)
+                if self._answered_at_once(client, raw, max_request_id):
+                    return None
+                request = parse_object(raw, max_request_id)
+            except ProtocolError as exc:
+                client.send(error_reply(client.request_id(False, None), exc.code, exc.message))
+                return None
+            request_id = client.request_id(request.has_id, request.request_id)
+            if not client.bucket.take(time.monotonic()):
+                self._rate_limited(client, request_id)
+                return None
+            handler = handlers.get(request.event)
+            if handler is None:
+                unknown = f"There is no event named {shown(request.event)}."
+                client.send(error_reply(request_id, "unknown_event", unknown))
+                return None
+            if request.event == "dispatch":
+                self._start_dispatch(client, request, request_id, tasks)
+                return None
+            if request.event in plugin_events:
+                self._start_plugin_event(client, request, request_id, tasks)
+                return None
+            try:
+                result = handler(client, request, request_id)
+            except RequestError as exc:
+                client.send(error_reply(request_id, exc.code, exc.message))
+                return None
+            return None if result is None else self._answer_when_done(client, request_id, result)
+
+        await client.ws.serve_messages(handle, client.flush)
+
+    async def _too_large(self, client: Client, size: int) -> bool:
+        max_size = self.config.max_size
+        client.send(
+            error_reply(
+                client.request_id(False, None),
+                "too_large",
+                f"The message of {size} bytes exceeds the {max_size}-byte limit.",
+            )
+        )
+        await client.wait_sent()
+        client.flush()
+        await client.ws.close(1009, "Message too large.")
+        return True  # read no more
+
+    @staticmethod
+    async def _answer_when_done(client: Client, request_id: Any, pending: Awaitable[Any]) -> None:
+        """A built-in handler that waits (sign-in, sign-out): the next message waits for it."""
+        try:
+            await pending
+        except RequestError as exc:
+            client.send(error_reply(request_id, exc.code, exc.message))
 
     def _answered_at_once(self, client: Client, raw: dict[str, Any], max_request_id: int) -> bool:
         """A dispatch of a key that only says a message, answered from the table of
@@ -535,7 +551,9 @@ class zBifrost:
         *more: Any,
     ) -> None:
         try:
-            await handler(client, request, request_id, *more)
+            result = handler(client, request, request_id, *more)
+            if result is not None:  # the built-in handlers that never wait return None
+                await result
         except RequestError as exc:
             client.send(error_reply(request_id, exc.code, exc.message))
 
@@ -561,13 +579,13 @@ class zBifrost:
     def _with_id(payload: dict[str, Any], request: Request, request_id: Any) -> dict[str, Any]:
         return {**payload, "_requestId": request_id} if request.has_id else payload
 
-    async def _on_connection_info(self, client: Client, request: Request, rid: Any) -> None:
+    def _on_connection_info(self, client: Client, request: Request, rid: Any) -> None:
         client.send(self._with_id(self._connection_info(client), request, rid))
 
-    async def _on_ping(self, client: Client, request: Request, rid: Any) -> None:
+    def _on_ping(self, client: Client, request: Request, rid: Any) -> None:
         client.send(self._with_id({"event": "pong"}, request, rid))
 
-    async def _on_menu(self, client: Client, request: Request, rid: Any) -> None:
+    def _on_menu(self, client: Client, request: Request, rid: Any) -> None:
         session = _session(client)
         view = self.walker.dispatcher.menu(session)
         client.send(
@@ -642,7 +660,7 @@ class zBifrost:
             client.dispatching -= 1
         client.send(result_reply(rid, outcome.result))
 
-    async def _on_input_response(self, client: Client, request: Request, rid: Any) -> None:
+    def _on_input_response(self, client: Client, request: Request, rid: Any) -> None:
         assert isinstance(request, InputResponse)
         future = client.inputs.pop(request.input_id, None)
         if future is None or future.done():
@@ -928,7 +946,7 @@ def _session(client: Client) -> Session:
     return client.session
 
 
-def _address(ws: ServerConnection) -> str | None:
+def _address(ws: BridgeConnection) -> str | None:
     """The peer's IP address (the sign-in throttle counts failures per address)."""
     peer = ws.remote_address
     return str(peer[0]) if peer else None
