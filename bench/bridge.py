@@ -16,6 +16,8 @@ Servers, each answering ``{"event": "dispatch", "zKey": "^Ping", "_requestId": N
   ``Pong!``, limits raised so only its speed is measured (``websocket.fast: false``);
 - ``zbifrost-fast``: the same in fast mode (``zcli serve --fast``: uvloop, orjson), whose
   replies are orjson's compact JSON;
+- ``zbifrost-sansio``, ``zbifrost-fast-sansio``: the two above on zBifrost's own sans-I/O
+  adapter (``websocket.adapter: sansio``, ``zcli serve --adapter sansio``);
 - ``bare``: a websockets asyncio server written the fastest way: ``async for`` over the
   frames, ``json.loads``, and the reply written synchronously through the connection's
   sans-I/O protocol, as zBifrost writes (no ``await send()``);
@@ -77,14 +79,19 @@ def fanout(ctx, data):
 
 PLUGIN = Plugin("bench", events={"bench.subscribe": subscribe, "bench.fanout": fanout})
 """
-FANOUT_SERVERS = ("zbifrost", "zbifrost-fast", "bare", "bare-uvloop")
+ZBIFROSTS = ("zbifrost", "zbifrost-fast", "zbifrost-sansio", "zbifrost-fast-sansio")
+FAST_ZBIFROSTS = ("zbifrost-fast", "zbifrost-fast-sansio")  # orjson's replies, uvloop
+FANOUT_SERVERS = (*ZBIFROSTS, "bare", "bare-uvloop")
 SUBSCRIBE = b'{"event": "bench.subscribe", "_requestId": 0}'
 FANOUT = b'{"event": "bench.fanout", "data": {"n": %d}, "_requestId": %d}'
 TICK_EVENT = b'{"event": "tick", "n": %d}'  # json.dumps' form, which both sides write
-SERVERS = ("zbifrost", "zbifrost-fast", "bare", "bare-uvloop", "picows")
+SERVERS = (*ZBIFROSTS, "bare", "bare-uvloop", "picows")
 # the report's ratio columns (numerator / denominator, when both were measured; label)
 RATIOS = (("zbifrost", "bare", "z/bare"), ("zbifrost-fast", "bare", "fast/bare"),
-          ("zbifrost-fast", "picows", "fast/picows"))  # fmt: skip
+          ("zbifrost-fast", "picows", "fast/picows"),
+          ("zbifrost-sansio", "bare", "zs/bare"),
+          ("zbifrost-fast-sansio", "bare", "fs/bare"),
+          ("zbifrost-fast-sansio", "zbifrost-fast", "fs/fast"))  # fmt: skip
 SHAPES = ((1, 1), (1, 16), (10, 1), (10, 16), (50, 1), (50, 16))  # (clients, in flight)
 REQUEST = b'{"event": "dispatch", "zKey": "^Ping", "_requestId": %d}'
 REPLY = b'{"result": {"message": "Pong!"}, "_requestId": %d}'
@@ -121,7 +128,7 @@ def have(*modules: str) -> bool:
 # --- servers (each its own process) -------------------------------------------------------
 
 
-def serve_zbifrost(workspace: str, compression: str, fast: bool) -> None:
+def serve_zbifrost(workspace: str, compression: str, fast: bool, adapter: str) -> None:
     from zCLI import zCLI
     from zCLI.fast import run
 
@@ -133,6 +140,7 @@ def serve_zbifrost(workspace: str, compression: str, fast: bool) -> None:
             "rate_limit": 1e9,
             "rate_burst": 1_000_000,
             "fast": fast,
+            "adapter": adapter,
         }
         if compression:
             config["compression"] = compression
@@ -557,7 +565,7 @@ def run_generator(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def target_of(server: Server) -> dict[str, Any]:
-    fast = server.kind == "zbifrost-fast"
+    fast = server.kind in FAST_ZBIFROSTS
     return {
         "url": server.url,
         "pid": server.pid,
@@ -589,8 +597,11 @@ def main() -> None:
     parser.add_argument("--compression", default="", help=argparse.SUPPRESS)
     parser.add_argument("--generate", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve in ("zbifrost", "zbifrost-fast"):
-        return serve_zbifrost(args.workspace, args.compression, args.serve == "zbifrost-fast")
+    if args.serve in ZBIFROSTS:
+        adapter = "sansio" if args.serve.endswith("-sansio") else "asyncio"
+        return serve_zbifrost(
+            args.workspace, args.compression, args.serve in FAST_ZBIFROSTS, adapter
+        )
     if args.serve in ("bare", "bare-uvloop"):
         return serve_bare(args.serve == "bare-uvloop")
     if args.serve == "picows":
@@ -612,9 +623,9 @@ def main() -> None:
     fast = have("uvloop", "picows")
     client = args.client or ("picows" if fast else "sansio")
     wanted = args.servers.split(",") if args.servers else list(SERVERS)
-    servers = [s for s in wanted if fast or s in ("zbifrost", "bare")]
-    if "zbifrost-fast" in servers and not have("uvloop", "orjson"):
-        servers.remove("zbifrost-fast")
+    servers = [s for s in wanted if fast or s in ("zbifrost", "zbifrost-sansio", "bare")]
+    if not have("uvloop", "orjson"):
+        servers = [s for s in servers if s not in FAST_ZBIFROSTS]
     if servers != wanted:
         log(f"uvloop, orjson or picows missing: measuring {', '.join(servers)} only")
     started = time.perf_counter()
