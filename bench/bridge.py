@@ -14,10 +14,11 @@ Servers, each answering ``{"event": "dispatch", "zKey": "^Ping", "_requestId": N
 
 - ``zbifrost``: zBifrost on the standard asyncio loop, a zUI file whose ``^Ping`` says
   ``Pong!``, limits raised so only its speed is measured (``websocket.fast: false``);
-- ``zbifrost-fast``: the same in fast mode (``zcli serve --fast``: uvloop, orjson), whose
-  replies are orjson's compact JSON;
+- ``zbifrost-fast``: the same in fast mode (uvloop, orjson), whose replies are orjson's
+  compact JSON, on websockets' asyncio server (``zcli serve --fast --adapter asyncio``);
 - ``zbifrost-sansio``, ``zbifrost-fast-sansio``: the two above on zBifrost's own sans-I/O
-  adapter (``websocket.adapter: sansio``, ``zcli serve --adapter sansio``);
+  adapter (``websocket.adapter: sansio``); ``zbifrost-fast-sansio`` is what ``zcli serve
+  --fast`` runs by default;
 - ``bare``: a websockets asyncio server written the fastest way: ``async for`` over the
   frames, ``json.loads``, and the reply written synchronously through the connection's
   sans-I/O protocol, as zBifrost writes (no ``await send()``);

@@ -159,7 +159,7 @@ def build_parser(registry: Registry) -> argparse.ArgumentParser:
         "--adapter",
         choices=ADAPTERS,
         help="websockets' asyncio server, or zBifrost's own sans-I/O Protocol "
-        "(websocket.adapter; default asyncio)",
+        "(websocket.adapter; default: sansio in fast mode, else asyncio)",
     )
     serve.set_defaults(handler=_serve)
 

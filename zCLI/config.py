@@ -64,9 +64,11 @@ class WebSocketConfig:
     # fast mode (uvloop, orjson; see zCLI.fast): true, false, or unset ("auto"): on when
     # zCLI[fast] is installed. load_config settles it to true or false.
     fast: bool | None = None
-    # how connections are driven: websockets' asyncio server, or zBifrost's own asyncio
-    # Protocol around websockets' sans-I/O ServerProtocol (zCLI.bridge.sansio)
-    adapter: str = "asyncio"
+    # how connections are driven: "asyncio" (websockets' asyncio server) or "sansio"
+    # (zBifrost's own asyncio Protocol around websockets' sans-I/O ServerProtocol,
+    # zCLI.bridge.sansio); unset ("auto"): sansio in fast mode, else asyncio.
+    # load_config settles it.
+    adapter: str | None = None
 
 
 @dataclass(frozen=True)
@@ -209,6 +211,14 @@ def _fast(value: Any, from_env: bool) -> bool | None:
         raise ValueError(f"expected true, false or auto, got {value!r}") from None
 
 
+def _adapter(value: Any, from_env: bool) -> str | None:
+    if value == "auto" or (from_env and isinstance(value, str) and value.strip() == "auto"):
+        return None
+    if value not in ADAPTERS:
+        raise ValueError(f"expected one of {', '.join(ADAPTERS)} or auto, got {value!r}")
+    return str(value)
+
+
 def _broker_url(value: Any, from_env: bool) -> str | None:
     """None, or a Redis URL: redis://[:PASSWORD@]HOST[:PORT][/DB] (rediss:// for TLS)."""
     if value is None:
@@ -269,7 +279,7 @@ SECTIONS: dict[str, tuple[type, dict[str, Checker]]] = {
             "broker": _broker_url,
             "presence_ttl": _positive_float,
             "fast": _fast,
-            "adapter": _choice(ADAPTERS),
+            "adapter": _adapter,
         },
     ),
     "http_server": (
@@ -419,6 +429,9 @@ def load_config(
             f"websocket.fast: fast mode needs {' and '.join(fast.missing())}, which "
             f"{'is' if len(fast.missing()) == 1 else 'are'} not installed: {fast.INSTALL}"
         )
+    ws = config.websocket
+    if ws.adapter is None:  # fast mode's default is the sans-I/O adapter (docs/benchmarks.md)
+        config = replace(config, websocket=replace(ws, adapter="sansio" if ws.fast else "asyncio"))
     if problems:
         raise ConfigError(problems)
     return config

@@ -4,7 +4,9 @@ Fast mode runs the server's event loop on uvloop and has the bridge read and wri
 through orjson (``strict_json.fast_loads`` and ``fast_dumps``, which keep the strict
 rules). ``websocket.fast`` turns it on or off; left unset it is on exactly when both
 packages import, so an install without the extra serves as before. ``zcli serve --fast``
-without them is an error that names the install command.
+without them is an error that names the install command. In fast mode the bridge's
+connections run on its sans-I/O adapter unless ``websocket.adapter`` names another
+(``zCLI.config.load_config`` settles it; see ``zCLI.bridge.sansio``).
 """
 
 from __future__ import annotations

@@ -280,12 +280,13 @@ class TestServeFast(unittest.TestCase):
     @requires_network
     @requires_fast
     def test_serve_fast_runs_on_uvloop_and_orjson(self) -> None:
-        """``zcli serve --fast`` serves on uvloop with orjson and says so at INFO."""
+        """``zcli serve --fast`` serves on uvloop with orjson, on the sans-I/O adapter (fast
+        mode's default), and says so at INFO."""
         app = serve("--fast")
         self.addCleanup(app.stop)
         url = app.wait_for(
             r"zBifrost listening on (ws://\S+) "
-            r"\(JSON: orjson; event loop: uvloop; adapter: asyncio\)"
+            r"\(JSON: orjson; event loop: uvloop; adapter: sansio\)"
         )
 
         async def ping() -> str:

@@ -77,12 +77,12 @@ HTTP_URL = ""
 
 
 def setUpModule() -> None:  # noqa: N802 (unittest's name)
-    start_server()
+    start_server("--adapter", "asyncio")  # zBifrost_Hostile_SansIO: the other adapter
 
 
 def start_server(*args: str) -> None:
-    """The one served process every test attacks (``args``: more for ``zcli serve``;
-    zBifrost_Hostile_SansIO passes ``--adapter sansio``)."""
+    """The one served process every test attacks (``args``: more for ``zcli serve``:
+    the adapter, ``asyncio`` here and ``sansio`` in zBifrost_Hostile_SansIO)."""
     global WORKSPACE, SERVER, WS_URL, HTTP_URL
     problem = network_unavailable()
     if problem is not None:

@@ -19,11 +19,12 @@ import json
 import re
 import socket
 import sys
+import tempfile
 import unittest
 from types import ModuleType
 from typing import Any
 
-from zCLI import __version__
+from zCLI import ConfigError, __version__, fast, load_config
 from zCLI.bridge.sansio import READ_PAUSE_BYTES, SansIOConnection
 from zTestSuite import requires_network, timeout
 from zTestSuite.bridge import AuthTestCase, BridgeTestCase, masked_text_frame, raw_websocket
@@ -222,6 +223,41 @@ class TestBackpressure(SansIO, BridgeTestCase):
         self.assertEqual((first["_requestId"], first["result"]["user"]), (0, "ada"))
         self.assertEqual(await self.recv(ws), {"event": "pong", "_requestId": 1})
         self.assertEqual(await self.recv(ws), {"event": "pong", "_requestId": 2})
+
+
+class TestAdapterSetting(unittest.TestCase):
+    def test_unset_adapter_follows_fast_mode(self) -> None:
+        """websocket.adapter unset (or auto) is sansio in fast mode and asyncio otherwise; a
+        value given wins, from the environment too; any other value is refused by name."""
+        folder = tempfile.TemporaryDirectory(prefix="ztest-adapter-")
+        self.addCleanup(folder.cleanup)
+
+        def adapter(environ: dict[str, str] | None = None, **websocket: Any) -> str | None:
+            spark = {"zWorkspace": folder.name, "websocket": websocket}
+            return load_config(spark, environ=environ or {}).websocket.adapter
+
+        table: list[tuple[dict[str, Any], str]] = [
+            ({"fast": False}, "asyncio"),
+            ({"fast": False, "adapter": "auto"}, "asyncio"),
+            ({"fast": False, "adapter": "sansio"}, "sansio"),
+        ]
+        if fast.available():
+            table += [
+                ({"fast": True}, "sansio"),
+                ({"fast": True, "adapter": "asyncio"}, "asyncio"),
+                ({}, "sansio"),  # fast mode is on when the extra is installed
+            ]
+        for websocket, expected in table:
+            with self.subTest(**websocket):
+                self.assertEqual(adapter(**websocket), expected)
+        self.assertEqual(adapter({"ZCLI_WEBSOCKET_ADAPTER": "sansio"}, fast=False), "sansio")
+        with self.assertRaises(ConfigError) as caught:
+            adapter(adapter="uvloop")
+        self.assertEqual(
+            str(caught.exception),
+            "1 configuration problem: zSpark websocket.adapter: expected one of asyncio, "
+            "sansio or auto, got 'uvloop'.",
+        )
 
 
 async def refusal(port: int, request: bytes) -> bytes:

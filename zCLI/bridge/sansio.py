@@ -40,6 +40,7 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.server import ServerProtocol
+from websockets.utils import get_socket_name
 
 from .client import WRITE_BUFFER_LIMIT
 from .connection import MessageHandler, write_data
@@ -104,6 +105,8 @@ class SansIOServer:
         server._server = await server.loop.create_server(
             lambda: SansIOConnection(server), host, port, reuse_port=reuse_port or None
         )
+        for sock in server._server.sockets:  # the lines websockets' server logs
+            server.logger.info("server listening on %s", get_socket_name(sock))
         return server
 
     @property
@@ -117,12 +120,14 @@ class SansIOServer:
         """Stop listening; the connections are zBifrost's to close (``stop``)."""
         assert not close_connections, "zBifrost closes its connections itself"
         if self._server is not None:
+            self.logger.info("server closing")
             self._server.close()
 
     async def wait_closed(self) -> None:
         """Wait until every connection task has returned."""
         while self.handler_tasks:
             await asyncio.wait(set(self.handler_tasks))
+        self.logger.info("server closed")
 
 
 class SansIOConnection(asyncio.Protocol):
