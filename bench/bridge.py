@@ -66,6 +66,7 @@ from pathlib import Path
 from typing import Any
 
 import websockets
+from procstat import cpu_seconds, load_average, log, median, percentile, rss_bytes, stop
 
 ZUI = "Main:\n  ~Root*: [^Ping]\n  ^Ping: Pong!\n"
 # zBifrost's side of the fan-out runs: a plugin in the bench's workspace
@@ -99,22 +100,6 @@ REPLY = b'{"result": {"message": "Pong!"}, "_requestId": %d}'
 GREETING = b'{"event": "connection_info"'
 FAST_REPLY = b'{"result":{"message":"Pong!"},"_requestId":%d}'  # orjson's form
 FAST_GREETING = b'{"event":"connection_info"'
-TICK = os.sysconf("SC_CLK_TCK")
-PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def log(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
-def cpu_seconds(pid: int | str) -> float:
-    """User + system CPU time of a process (all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def rss_bytes(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
 
 
 def have(*modules: str) -> bool:
@@ -235,12 +220,7 @@ class Server:
         self.pid = self.process.pid
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop(self.process)
 
 
 # --- the load generator (its own process) -------------------------------------------------
@@ -389,10 +369,6 @@ async def open_sansio(url: str, counter: Counter) -> tuple[Stream, Any]:
     return stream, stream.transport.abort
 
 
-def percentile(ordered: list[float], q: float) -> float:
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
-
-
 async def load_run(target: dict[str, Any], clients: int, depth: int, timing: dict[str, float],
                    client_kind: str) -> dict[str, Any]:  # fmt: skip
     """``clients`` connections, each keeping ``depth`` requests in flight."""
@@ -411,7 +387,7 @@ async def load_run(target: dict[str, Any], clients: int, depth: int, timing: dic
     await asyncio.sleep(timing["seconds"])  # a clock: the window's end
     counter.counting = False
     cpu1, own1, t1 = cpu_seconds(pid), cpu_seconds("self"), time.perf_counter()
-    load = os.getloadavg()[0]
+    load = load_average()
     counter.sending = False
     if counter.outstanding:
         try:
@@ -453,7 +429,7 @@ async def memory_run(target: dict[str, Any], count: int, deflate: bool) -> dict[
     negotiated = sum(1 for ws in sockets if ws.protocol.extensions)
     await asyncio.sleep(0.5)  # a measurement pause, not synchronisation: let RSS settle
     after = rss_bytes(pid)
-    load = os.getloadavg()[0]
+    load = load_average()
     await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
     return {"bytes": (after - before) / count, "deflated": negotiated, "load": load}
 
@@ -518,7 +494,7 @@ async def fanout_run(
     while time.perf_counter() - t0 < timing["seconds"] or len(rounds) < 3:
         rounds.append(await one_round())
     cpu1, t1 = cpu_seconds(pid), time.perf_counter()
-    load = os.getloadavg()[0]
+    load = load_average()
     for transport in [trigger_transport] + [s.transport for s in subscribers]:
         transport.send_close(WSCloseCode.OK)
         transport.disconnect()
@@ -576,10 +552,6 @@ def target_of(server: Server) -> dict[str, Any]:
     }
 
 
-def median(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="short runs, 1 repeat, 500 conns")
@@ -630,7 +602,7 @@ def main() -> None:
     if servers != wanted:
         log(f"uvloop, orjson or picows missing: measuring {', '.join(servers)} only")
     started = time.perf_counter()
-    log(f"bridge bench: client {client}, load average {os.getloadavg()[0]:.2f}")
+    log(f"bridge bench: client {client}, load average {load_average():.2f}")
     load_results: dict[tuple[str, int, int], list[dict[str, Any]]] = collections.defaultdict(list)
     memory_results: dict[tuple[str, int, bool], list[dict[str, Any]]] = collections.defaultdict(
         list
@@ -704,7 +676,7 @@ def main() -> None:
         Path(args.json).write_text(json.dumps({"client": client, "load": medians}, indent=1))
     print(
         f"client {client}; {os.cpu_count()} cores; Python {platform.python_version()}, "
-        f"websockets {websockets.__version__}; load average at end {os.getloadavg()[0]:.2f}; "
+        f"websockets {websockets.__version__}; load average at end {load_average():.2f}; "
         f"run time {time.perf_counter() - started:.0f} s"
     )
 
