@@ -197,6 +197,29 @@ class Client:
         if self._writer is None:
             self._writer = asyncio.get_running_loop().create_task(self._write_queued())
 
+    def write_frame(self, frame: bytes) -> bool:
+        """Write ``frame``, a whole text frame framed once for many clients (a server's
+        frames are not masked, so without an extension they are the same bytes for
+        every client), after what was framed before it. False when this client needs
+        its own framing (permessage-deflate negotiated), or cannot take it at once (a
+        queue, a full buffer, a closing connection): the caller uses ``send_text``."""
+        ws = self.ws
+        protocol = ws.protocol
+        if (
+            self._writer is not None
+            or protocol.extensions
+            or protocol.state is not State.OPEN
+            or self.overflowed
+        ):
+            return False
+        transport = ws.transport
+        if transport.get_write_buffer_size() + self._framed > WRITE_BUFFER_LIMIT:
+            return False
+        if self._framed:
+            self.flush()  # in order: the frames framed before it go first
+        transport.write(frame)
+        return True
+
     @property
     def framed_bytes(self) -> int:
         """Bytes framed for this client and not yet handed to its socket (at most
