@@ -410,12 +410,19 @@ def shout(ctx, data):
                                  "by": ctx.client.identity.user})
     return {"sent": sent.local}
 
+def note_then_shout(ctx, data):
+    ctx.client.send({"event": "app.noted", "text": data["text"]})
+    sent = ctx.bridge.broadcast({"event": "app.shouted", "text": data["text"],
+                                 "by": ctx.client.identity.user})
+    return {"sent": sent.local}
+
 async def whoami(ctx, data):
     return {"user": ctx.client.identity.user, "block": ctx.client.session.location.block}
 
 PLUGIN = Plugin("app", functions={"greet": greet, "work": work, "boom": boom,
                                   "refuse": refuse},
-                events={"app.shout": shout, "app.whoami": whoami})
+                events={"app.shout": shout, "app.whoami": whoami,
+                        "app.note_then_shout": note_then_shout})
 """
 
 
@@ -678,6 +685,31 @@ class TestPluginEventsAndBroadcast(AppCase):
         self.assertEqual(await self.recv(one), {"result": {"sent": 2}, "_requestId": 0})
         self.assertEqual(await self.recv(two), shouted)
         await self.assertQuiet(two)
+
+    @requires_network
+    async def test_broadcast_with_and_without_deflate_keeps_each_clients_order(self) -> None:
+        """A broadcast reaches clients with permessage-deflate and without it (those
+        share one framing) exactly, each after what was sent to it before."""
+        z = await self.start()
+        deflate, plain = await self.client(z), await self.client(z, compression=None)
+        other = await self.client(z, compression=None)
+        self.assertEqual(
+            [(c.protocol.extensions != []) for c in (deflate, plain, other)], [True, False, False]
+        )
+        for sender in (plain, deflate):
+            with self.subTest(sender="plain" if sender is plain else "deflate"):
+                await sender.send(
+                    json.dumps(
+                        {"event": "app.note_then_shout", "data": {"text": "é"}, "_requestId": 9}
+                    )
+                )
+                shouted = {"event": "app.shouted", "text": "é", "by": "anonymous"}
+                self.assertEqual(await self.recv(sender), {"event": "app.noted", "text": "é"})
+                self.assertEqual(await self.recv(sender), shouted)
+                self.assertEqual(await self.recv(sender), {"result": {"sent": 3}, "_requestId": 9})
+                for receiver in {deflate, plain, other} - {sender}:
+                    self.assertEqual(await self.recv(receiver), shouted)
+                    await self.assertQuiet(receiver)
 
     @requires_network
     async def test_async_plugin_handler_sees_its_client(self) -> None:
