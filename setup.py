@@ -24,12 +24,13 @@ setup(
     ],
     extras_require={
         # zChat on PostgreSQL (--db postgresql://...) and the Redis client of issue 12
-        "cluster": ["psycopg[binary]>=3.1", "redis>=5"],
+        "cluster": ["psycopg[binary]>=3.1", "psycopg-pool>=3.2", "redis>=5"],
         "test": [
             "playwright>=1.40",
             "hypothesis>=6",
             "cryptography>=42",
             "psycopg[binary]>=3.1",
+            "psycopg-pool>=3.2",
             "redis>=5",
         ],
         "dev": ["ruff>=0.6", "mypy>=1.10", "types-PyYAML"],

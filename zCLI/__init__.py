@@ -19,6 +19,7 @@ from .exceptions import (
 )
 from .plugins import HOOKS, Command, Plugin, Registry
 from .postgres import PostgresDatabase, is_postgres_url, redacted
+from .postgres_pool import PostgresPool
 from .session import Session
 from .version import __version__
 from .walker import zWalker
@@ -63,6 +64,7 @@ __all__ = [
     "Plugin",
     "PluginError",
     "PostgresDatabase",
+    "PostgresPool",
     "Registry",
     "RequestError",
     "Session",

@@ -11,6 +11,8 @@ names the action and the driver's reason, and the next call connects again. That
 how a probe notices the server is back. ``migrate`` applies numbered schema versions
 once each, in order, under an advisory lock, so two processes starting at once do not
 both apply one. Sentences and logs never show the password (``redacted``).
+``PostgresPool`` (``postgres_pool.py``) is its asyncio counterpart: a connection pool,
+for a store that serves many requests at once from the event loop.
 """
 
 from __future__ import annotations
@@ -45,6 +47,17 @@ def reason(exc: BaseException) -> str:
     """The first line of a driver error, without a trailing period."""
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__).rstrip(".")
+
+
+def checked_version(psycopg: Any, found: int | None, migrations: Sequence[str]) -> int:
+    """The schema version a database records (``found``, None for a new one), refused
+    with psycopg's ``DataError`` when it is newer than the ``migrations`` known here."""
+    current = found or 0
+    if current > len(migrations):
+        raise psycopg.DataError(
+            f"its schema is version {current}, newer than this zCLI knows ({len(migrations)})"
+        )
+    return current
 
 
 class PostgresDatabase:
@@ -98,12 +111,7 @@ class PostgresDatabase:
             db.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key,))
             db.execute(f"CREATE TABLE IF NOT EXISTS {table} (version INTEGER NOT NULL)")
             row = db.execute(f"SELECT max(version) FROM {table}").fetchone()
-            current = row[0] or 0
-            if current > len(migrations):
-                raise self._psycopg.DataError(
-                    f"its schema is version {current}, newer than this zCLI knows "
-                    f"({len(migrations)})"
-                )
+            current = checked_version(self._psycopg, row[0], migrations)
             for version in range(current + 1, len(migrations) + 1):
                 db.execute(migrations[version - 1])
                 db.execute(f"INSERT INTO {table} VALUES (%s)", (version,))

@@ -37,6 +37,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "postgresql://USER@HOST:PORT/DATABASE URL",
     )
     parser.add_argument(
+        "--db-pool",
+        metavar="N",
+        help="connections to a PostgreSQL --db (default 4)",
+    )
+    parser.add_argument(
         "--broker",
         metavar="URL",
         help="redis://HOST:PORT/DB: chat servers sharing it and the database serve as one",
@@ -77,6 +82,7 @@ PLUGIN = Plugin(
     suites=[
         "zCLI.apps.chat.tests.chat_core_Test",
         "zCLI.apps.chat.tests.chat_storage_Test",
+        "zCLI.apps.chat.tests.chat_storage_pool_Test",
         "zCLI.apps.chat.tests.chat_bots_Test",
         "zCLI.apps.chat.tests.chat_terminal_Test",
         "zCLI.apps.chat.tests.chat_plan001_Test",

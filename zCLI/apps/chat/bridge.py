@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import inspect
 import logging
 import os
 import time
@@ -34,8 +35,8 @@ from . import core as c
 from . import messages as m
 from . import peers as p
 from .bots import Bot, EchoBot, bot_from_environment
-from .storage import UNAVAILABLE, open_storage
-from .writer import StorageWriter
+from .storage import UNAVAILABLE, Saved
+from .writer import DEFAULT_POOL, Writer, open_writer, pool_size
 
 __all__ = ["PLUGIN", "ChatServer", "Settings", "UNLINKED"]
 
@@ -55,6 +56,7 @@ class Settings:
     limits: c.Limits
     storage_check: float = 1.0  # seconds between probes of the storage
     bots: tuple[Bot, ...] = ()
+    db_pool: int = DEFAULT_POOL  # connections to PostgreSQL (SQLite has its one thread)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -81,7 +83,8 @@ class Settings:
         if openai is not None:
             bots.append(openai)
         storage_check = num("STORAGE_CHECK", 1.0)
-        return cls(env.get("ZCHAT_DB") or None, limits, storage_check, tuple(bots))
+        db_pool = pool_size(env.get("ZCHAT_DB_POOL"))
+        return cls(env.get("ZCHAT_DB") or None, limits, storage_check, tuple(bots), db_pool)
 
 
 _Answer = asyncio.Future[dict[str, Any] | None]
@@ -99,7 +102,8 @@ class _Step:
 
 
 class ChatServer:
-    """One bridge's chat: the core, its storage (through the writer thread), timers.
+    """One bridge's chat: the core, its storage (through its writer), timers. ``open``
+    makes one (the store opened, the core loaded from it).
 
     Effects are carried out in the order the core produced them, across requests: the
     storage writes of a step are committed before its reply and sends, and a step waits
@@ -108,38 +112,52 @@ class ChatServer:
     case, is answered at once, without a future or a task.
     """
 
-    def __init__(self, bridge: Any, settings: Settings) -> None:
+    def __init__(self, bridge: Any, settings: Settings, writer: Writer) -> None:
         self.bridge = bridge
         self.settings = settings
-        state_dir = Path(bridge.zcli.state_dir)  # the workspace's, not the current folder's
-        self.storage = open_storage(settings.db, state_dir)
         self.bots = {bot.name: bot for bot in settings.bots}
-        self.writer = StorageWriter(self.storage)
+        self.writer = writer
         # other processes share the database when the bridge has a broker
         self.clustered = bool(bridge.broker.shares)
         self.limits = dataclasses.replace(settings.limits, peer_ttl=bridge.config.presence_ttl)
-        self.core = self._load()
+        self.core: c.ChatCore  # set by open, from the storage
         self.available = True  # the storage answers
         self.linked = not self.clustered or bool(bridge.broker.available)  # the broker too
         self.leaving = False  # this process stops: it has told the others
-        if self.clustered:
-            bridge.on_peer_message(PEER, self._from_peer)
         self._expiry: asyncio.TimerHandle | None = None  # at the core's next deadline
         self._waiting: deque[_Step] = deque()  # steps waiting for the disk, in order
         self._tasks: set[asyncio.Task[None]] = set()
         self._id_waiters: list[asyncio.Future[None]] = []  # requests waiting for a claim
         self._last_tell: asyncio.Future[bool] | None = None  # the newest word to the peers
 
-    def _load(self) -> c.ChatCore:
-        """A core holding what the storage holds (at start, and after an outage), with
-        a first block of ids claimed (no other process, and no restart, gets them)."""
+    @classmethod
+    async def open(cls, bridge: Any, settings: Settings) -> ChatServer:
+        """The chat of ``bridge``: its store opened (``StorageError`` if it cannot be),
+        its core loaded from it."""
+        state_dir = Path(bridge.zcli.state_dir)  # the workspace's, not the current folder's
+        writer = await open_writer(settings.db, state_dir, settings.db_pool)
+        try:
+            chat = cls(bridge, settings, writer)
+            chat.core = await chat._load()
+        except BaseException:
+            await writer.close()
+            raise
+        if chat.clustered:
+            bridge.on_peer_message(PEER, chat._from_peer)
+        return chat
+
+    async def _load(self) -> c.ChatCore:
+        """A core holding what the storage holds (at start, and after an outage, read
+        behind every write queued before), with a first block of ids claimed (no other
+        process, and no restart, gets them)."""
         bots = frozenset(bot.name for bot in self.settings.bots)
-        users = set(self.storage.users())
         block = c.CLUSTER_ID_BLOCK if self.clustered else c.ID_BLOCK
-        last = self.storage.claim_ids(block)
-        ids = c.IdBlocks(block, next_id=last - block + 1, last=last)
-        core = c.ChatCore(self.limits, users=users, bots=bots, peers=self.clustered, ids=ids)
-        core.restore(self.storage.stored(), self.storage.rooms(), self.storage.room_messages())
+        saved: Saved = await self.writer.call(lambda storage: storage.saved(block))
+        ids = c.IdBlocks(block, next_id=saved.last - block + 1, last=saved.last)
+        core = c.ChatCore(
+            self.limits, users=set(saved.users), bots=bots, peers=self.clustered, ids=ids
+        )
+        core.restore(saved.stored, saved.rooms, saved.room_messages)
         return core
 
     async def apply(self, effects: list[c.Effect]) -> dict[str, Any] | None:
@@ -429,9 +447,8 @@ class ChatServer:
             _client(conn).close_soon(1013, UNAVAILABLE)
 
     async def recover(self) -> None:
-        """The storage answers again: start over from what it holds (read behind
-        every write queued before)."""
-        self.core = await self.writer.call(lambda storage: self._load())
+        """The storage answers again: start over from what it holds."""
+        self.core = await self._load()
         if not self.available:
             self.available = True
             log.warning("the chat storage is back: serving again")
@@ -447,9 +464,9 @@ class ChatServer:
             except TimeoutError:
                 pass
 
-    def close(self) -> None:
-        self.writer.close()
-        _SERVERS.pop(self.bridge, None)
+    async def close(self) -> None:
+        _CHATS.pop(self.bridge, None)
+        await self.writer.close()
 
 
 _CHANGES = (c.Store, c.Delete, c.AddUser, c.StoreRoom, c.StoreRoomMessage)
@@ -466,19 +483,50 @@ def _client(conn: object) -> Any:
     return conn
 
 
-_SERVERS: WeakKeyDictionary[Any, ChatServer] = WeakKeyDictionary()
+# Each bridge's chat, opened on first use (a task, so that the first uses at once share
+# one opening); a failed opening is tried again by the next use.
+_CHATS: WeakKeyDictionary[Any, asyncio.Task[ChatServer]] = WeakKeyDictionary()
 
 
-def chat_of(bridge: Any) -> ChatServer:
-    server = _SERVERS.get(bridge)
-    if server is None:
-        server = _SERVERS[bridge] = ChatServer(bridge, Settings.from_env())
-    return server
+def chat_of(bridge: Any) -> ChatServer | None:
+    """The bridge's chat if it is open, else None."""
+    opening = _CHATS.get(bridge)
+    if opening is None or not opening.done() or opening.cancelled() or opening.exception():
+        return None
+    return opening.result()
+
+
+async def wait_opened(bridge: Any) -> ChatServer:
+    """The bridge's chat, opened now if it is not yet (``StorageError`` if its store
+    cannot be opened)."""
+    opening = _CHATS.get(bridge)
+    if opening is None or (opening.done() and chat_of(bridge) is None):
+        opening = asyncio.get_running_loop().create_task(
+            ChatServer.open(bridge, Settings.from_env()), name="zChat opening"
+        )
+        _CHATS[bridge] = opening
+    return await asyncio.shield(opening)
+
+
+async def _closed(bridge: Any) -> None:
+    """The bridge stops: its chat, open or still opening, leaves and closes."""
+    opening = _CHATS.get(bridge)
+    if opening is None:
+        return
+    if not opening.done():
+        opening.cancel()
+    try:
+        chat = await opening
+    except (asyncio.CancelledError, Exception):  # never opened: nothing to close
+        _CHATS.pop(bridge, None)
+        return
+    await chat.leave()
+    await chat.close()
 
 
 async def _signed_in(ctx: Ctx) -> None:
     if ctx.client.identity.authenticated:
-        chat = chat_of(ctx.bridge)
+        chat = await wait_opened(ctx.bridge)
         if not chat.available:
             raise StorageError(UNAVAILABLE)  # zBifrost turns the connection away, 1013
         if not chat.linked:
@@ -496,10 +544,13 @@ async def _signed_in(ctx: Ctx) -> None:
             core.mailbox(user, [*stored, *core.stored.get(user, {}).values()])
         effects = chat.core.connected(user, ctx.client, time.time())
         await chat._settle(effects)
+        # Its sends (what is stored for the user) are queued before zBifrost reads the
+        # connection's first request, so they come before that request's reply.
+        await chat._next_turn()
 
 
 async def _gone(ctx: Ctx) -> None:
-    chat = _SERVERS.get(ctx.bridge)
+    chat = chat_of(ctx.bridge)
     if chat is not None:  # None: the bridge is stopping and the chat has closed
         await chat._settle(chat.core.disconnected(ctx.client))
 
@@ -507,6 +558,8 @@ async def _gone(ctx: Ctx) -> None:
 def _handler(name: str) -> Any:
     def handle(ctx: Ctx, data: Any) -> Any:  # inline in zBifrost's reader when it can be
         chat = chat_of(ctx.bridge)
+        if chat is None:  # the chat is still opening (the bridge's first moments)
+            return _when_opened(handle, ctx, data)
         event = m.parse(name, data)
         if isinstance(event, _TAKE_IDS) and chat.core.ids.left() == 0:
             return chat.after_claim(ctx.client, event)
@@ -518,10 +571,16 @@ def _handler(name: str) -> Any:
     return handle
 
 
+async def _when_opened(handle: Any, ctx: Ctx, data: Any) -> Any:
+    await wait_opened(ctx.bridge)
+    answer = handle(ctx, data)
+    return await answer if inspect.isawaitable(answer) else answer
+
+
 async def _register(ctx: Ctx, data: Any) -> dict[str, Any]:
     event = m.parse("chat.register", data)
     assert isinstance(event, m.Register)
-    chat = chat_of(ctx.bridge)
+    chat = await wait_opened(ctx.bridge)
     if not chat.available:
         raise StorageError(UNAVAILABLE)
     auth = ctx.bridge.zcli.auth
@@ -546,7 +605,7 @@ async def _register(ctx: Ctx, data: Any) -> dict[str, Any]:
 
 
 async def _keepalive_service(bridge: Any) -> None:
-    chat = chat_of(bridge)
+    chat = await wait_opened(bridge)
     period = max(chat.core.limits.keepalive / 4, 0.01)
     while True:
         await asyncio.sleep(period)  # a clock, not a synchronisation
@@ -558,8 +617,8 @@ async def _storage_service(bridge: Any) -> None:
     it fails (even with no traffic), serve again once it answers. With other
     processes, look at the broker's link as often: lost, sign everyone out; back,
     start over from the database."""
-    chat = chat_of(bridge)
     try:
+        chat = await wait_opened(bridge)
         await chat._settle(chat.core.hello() if chat.linked else [])
         while True:
             await asyncio.sleep(chat.settings.storage_check)  # a clock
@@ -577,14 +636,13 @@ async def _storage_service(bridge: Any) -> None:
             elif not chat.linked and bridge.broker.available:
                 await chat.relink()
     finally:
-        await chat.leave()
-        chat.close()
+        await _closed(bridge)
 
 
 async def _peers_service(bridge: Any) -> None:
     """With other processes: tell them who is online here every third of the presence
     TTL, and forget those not heard for a whole TTL (they died)."""
-    chat = chat_of(bridge)
+    chat = await wait_opened(bridge)
     if not chat.clustered:
         return
     while True:

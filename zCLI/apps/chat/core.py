@@ -373,8 +373,11 @@ class ChatCore:
         return effects + (self._table_update() if set(self.online()) != before else [])
 
     def hello(self) -> list[Effect]:
-        """This process (re)joins: ask the others who is online in them."""
-        return [Tell(p.Hello()), *self.heartbeat(float("-inf"))] if self.peers else []
+        """This process (re)joins: tell the others who is online here, then ask who is
+        online in them. The table goes first: what follows a word waits until the broker
+        took it, and a user who signs in meanwhile must not have their ``Online`` arrive
+        before the older table that leaves them out."""
+        return [*self.heartbeat(float("-inf")), Tell(p.Hello())] if self.peers else []
 
     def from_peer(self, node: str, event: p.PeerEvent, now: float) -> list[Effect]:
         """What another process (``node``) told this one."""

@@ -1,38 +1,42 @@
-"""The chat's ``Storage`` in PostgreSQL (psycopg 3), for ``--db postgresql://...``.
+"""The chat's storage in PostgreSQL (psycopg 3, asyncio), for ``--db postgresql://...``.
 
-The same narrow interface and the same promises as ``SQLiteStorage``: ``write`` applies
-the core's changes in one transaction and returns only once it is committed (so nothing
-reported stored is lost), and the highest id ever used or reserved is kept in
-``counters``, from which each process claims its blocks of ids atomically. It is
-synchronous on purpose: the ``Storage`` protocol is called from the one writer thread
-(``writer.py``), which already groups every queued request into one transaction, so one
-connection in that thread does what an async pool would, with no second code path in
-the chat server.
+The same reads and writes as ``SQLiteStorage``, as coroutines, each on a connection of
+zCLI's ``PostgresPool`` (a ``psycopg_pool.AsyncConnectionPool`` of ``--db-pool``
+connections, 4 by default), and the same promises: ``write`` applies the core's changes
+in one transaction and returns only once it is committed (so nothing reported stored is
+lost), and the highest id ever used or reserved is kept in ``counters``, from which each
+process claims its blocks of ids atomically (one ``UPDATE ... RETURNING``). The writer
+task (``writer.py``) calls it: it writes everything queued in one transaction at a time,
+in order (the statements of one sent in psycopg's pipeline mode, without waiting for
+each answer), while reads run at once on connections of their own.
 
 The schema is created, and later versions migrated, when the storage opens: each
 migration runs once, in order, recorded in ``schema_version``, under an advisory lock
-so that two processes starting at once do not both apply it. A connection found
-broken is replaced, once, at once (the writes are idempotent: repeating one is safe);
-when the server does not answer, the request fails with a ``StorageError`` and the next
-call connects again, which is how the chat's probe notices the database is back.
+so that two processes starting at once do not both apply it. When a pooled connection
+is found broken, the work runs once more at once on a connection of its own (the writes
+are idempotent: repeating one is safe); when that fails too, the pool is closed and the
+request fails with a ``StorageError``. Until a connection succeeds again, each call
+connects on its own, which is how the chat's probe notices the database is back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from zCLI import PostgresDatabase, is_postgres_url, redacted
+from zCLI import PostgresPool, is_postgres_url, redacted
 
 from .core import (
     AddUser,
     Change,
     Delete,
+    Message,
+    RoomMessage,
     Store,
     StoreRoom,
     StoreRoomMessage,
 )
-from .storage import UNAVAILABLE, StoredRows, action_of
+from .storage import UNAVAILABLE, Saved, action_of, messages_of, rooms_of
 
 __all__ = ["MIGRATIONS", "PostgresStorage", "is_postgres_url", "redacted"]
 
@@ -56,120 +60,169 @@ MIGRATIONS: tuple[str, ...] = (
 _LOCK_KEY = 0x7A436861  # "zCha": the advisory lock migrations hold
 
 
-class PostgresStorage(StoredRows):
-    """zCLI's ``PostgresDatabase`` (one connection, replaced when found broken), used by
-    the writer thread and by reads at start-up and after an outage."""
+class PostgresStorage:
+    """``SQLiteStorage``'s methods as coroutines on a pool of ``pool_size``
+    connections; ``open`` before use, ``close`` after."""
 
-    def __init__(self, url: str, connect_timeout: float = 2.0) -> None:
-        self.database = PostgresDatabase(
+    def __init__(self, url: str, pool_size: int, connect_timeout: float = 2.0) -> None:
+        self.pool = PostgresPool(
             url,
+            size=pool_size,
             open_error="The chat database {name} cannot be opened: {reason}.",
             run_error=UNAVAILABLE[:-1] + " ({action}: {reason}).",
             connect_timeout=connect_timeout,
+            application="zchat",
         )
-        self.url, self.name = url, self.database.name
-        self.database.opened(MIGRATIONS, _LOCK_KEY, "schema_version")
+        self.url, self.name = url, self.pool.name
 
-    def _run(self, action: str, work: Callable[[Any], Any]) -> Any:
-        return self.database.run(action, work)
+    async def open(self) -> None:
+        """Connect, create or migrate the schema, start the pool."""
+        await self.pool.opened(MIGRATIONS, _LOCK_KEY, "schema_version")
 
-    _param = "%s"
+    async def _read(
+        self, action: str, sql: str, args: tuple[object, ...] = ()
+    ) -> list[tuple[Any, ...]]:
+        async def work(db: Any) -> list[tuple[Any, ...]]:
+            return list(await (await db.execute(sql, args)).fetchall())
 
-    def _read(self, action: str, sql: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
-        return self._run(action, lambda db: list(db.execute(sql, args).fetchall()))
+        return await self.pool.run(action, work)
 
-    def claim_ids(self, count: int) -> int:
+    async def users(self) -> list[str]:
+        rows = await self._read("reading users", "SELECT name FROM users ORDER BY name")
+        return [row[0] for row in rows]
+
+    async def stored(self) -> list[Message]:
+        sql = "SELECT * FROM messages ORDER BY id"
+        return messages_of(await self._read("reading stored messages", sql))
+
+    async def stored_for(self, user: str) -> list[Message]:
+        """What is stored for ``user``, by whichever process stored it (a sign-in reads
+        it when several processes share the database)."""
+        sql = "SELECT * FROM messages WHERE recipient = %s ORDER BY id"
+        return messages_of(await self._read("reading stored messages", sql, (user,)))
+
+    async def rooms(self) -> list[tuple[str, list[str]]]:
+        names = await self._read("reading rooms", "SELECT room FROM room_names ORDER BY room")
+        pairs = await self._read("reading rooms", "SELECT room, member FROM rooms ORDER BY member")
+        return rooms_of(names, pairs)
+
+    async def room_messages(self) -> list[RoomMessage]:
+        sql = "SELECT * FROM room_messages ORDER BY id"
+        return [RoomMessage(*row) for row in await self._read("reading room messages", sql)]
+
+    async def next_id(self) -> int:
+        """One past the highest id ever stored or reserved."""
+        sql = "SELECT value FROM counters WHERE name = 'last_id'"
+        rows = await self._read("reading ids", sql)
+        return int(rows[0][0] if rows else 0) + 1
+
+    async def saved(self, block: int) -> Saved:
+        """Everything durable, with a block of ``block`` ids claimed first."""
+        users = await self.users()
+        last = await self.claim_ids(block)
+        return Saved(
+            users, last, await self.stored(), await self.rooms(), await self.room_messages()
+        )
+
+    async def claim_ids(self, count: int) -> int:
         """Record ``count`` more ids as used and return the last of them: one atomic
         ``UPDATE ... RETURNING``, so no two processes ever get the same block."""
 
-        def work(db: Any) -> int:
-            with db.transaction():
-                db.execute("INSERT INTO counters VALUES ('last_id', 0) ON CONFLICT DO NOTHING")
-                row = db.execute(
+        async def work(db: Any) -> int:
+            async with db.transaction():
+                await db.execute(
+                    "INSERT INTO counters VALUES ('last_id', 0) ON CONFLICT DO NOTHING"
+                )
+                cursor = await db.execute(
                     "UPDATE counters SET value = value + %s WHERE name = 'last_id' RETURNING value",
                     (count,),
-                ).fetchone()
+                )
+                row = await cursor.fetchone()
                 return int(row[0])
 
-        return self._run("reserving ids", work)
+        return int(await self.pool.run("reserving ids", work))
 
-    def write(self, changes: Sequence[Change]) -> None:
-        def work(db: Any) -> None:
-            with db.transaction(), db.cursor() as cursor:
+    async def write(self, changes: Sequence[Change]) -> None:
+        """``changes`` in one transaction, committed when it returns."""
+
+        async def work(db: Any) -> None:
+            async with db.pipeline(), db.transaction(), db.cursor() as cursor:
                 for change in changes:
-                    _WRITERS[type(change)](cursor, change)
+                    await _WRITERS[type(change)](cursor, change)
 
-        self._run(action_of(changes), work)
+        await self.pool.run(action_of(changes), work)
 
-    def probe(self) -> None:
+    async def probe(self) -> None:
         """A write that changes nothing the chat reads: it fails exactly when a real
         write would (server down, connection lost, read-only, disk full)."""
 
-        def work(db: Any) -> None:
-            with db.transaction():
-                db.execute(
+        async def work(db: Any) -> None:
+            async with db.transaction():
+                await db.execute(
                     "INSERT INTO counters VALUES ('probe', 0) ON CONFLICT (name) DO UPDATE "
                     "SET value = 0"
                 )
 
-        self._run("checking the database", work)
+        await self.pool.run("checking the database", work)
 
-    def close(self) -> None:
-        self.database.close()
+    async def close(self) -> None:
+        await self.pool.close()
 
 
-def _bump(cursor: Any, used: int) -> None:
+async def _bump(cursor: Any, used: int) -> None:
     """Remember the highest id ever used, so a restart never reuses a deleted one."""
-    cursor.execute(
+    await cursor.execute(
         "INSERT INTO counters VALUES ('last_id', %s) ON CONFLICT (name) DO UPDATE SET "
         "value = GREATEST(counters.value, excluded.value)",
         (used,),
     )
 
 
-def _store(cursor: Any, change: Store) -> None:
+async def _store(cursor: Any, change: Store) -> None:
     msg = change.message
-    cursor.execute(
+    await cursor.execute(
         "INSERT INTO messages VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET "
         "sender = excluded.sender, recipient = excluded.recipient, text = excluded.text, "
         "ts = excluded.ts, is_all = excluded.is_all",
         (msg.id, msg.sender, msg.recipient, msg.text, msg.ts, msg.all),
     )
-    _bump(cursor, msg.id)
+    await _bump(cursor, msg.id)
 
 
-def _delete(cursor: Any, change: Delete) -> None:
-    cursor.execute("DELETE FROM messages WHERE id = ANY(%s)", (list(change.ids),))
+async def _delete(cursor: Any, change: Delete) -> None:
+    await cursor.execute("DELETE FROM messages WHERE id = ANY(%s)", (list(change.ids),))
 
 
-def _add_user(cursor: Any, change: AddUser) -> None:
-    cursor.execute("INSERT INTO users VALUES (%s) ON CONFLICT DO NOTHING", (change.user,))
+async def _add_user(cursor: Any, change: AddUser) -> None:
+    await cursor.execute("INSERT INTO users VALUES (%s) ON CONFLICT DO NOTHING", (change.user,))
 
 
-def _save_room(cursor: Any, change: StoreRoom) -> None:
-    cursor.execute("INSERT INTO room_names VALUES (%s) ON CONFLICT DO NOTHING", (change.room,))
-    cursor.execute("DELETE FROM rooms WHERE room = %s", (change.room,))
+async def _save_room(cursor: Any, change: StoreRoom) -> None:
+    await cursor.execute(
+        "INSERT INTO room_names VALUES (%s) ON CONFLICT DO NOTHING", (change.room,)
+    )
+    await cursor.execute("DELETE FROM rooms WHERE room = %s", (change.room,))
     if change.members:
-        cursor.executemany(
+        await cursor.executemany(
             "INSERT INTO rooms VALUES (%s, %s)", [(change.room, m) for m in change.members]
         )
 
 
-def _store_room_message(cursor: Any, change: StoreRoomMessage) -> None:
+async def _store_room_message(cursor: Any, change: StoreRoomMessage) -> None:
     msg = change.message
-    cursor.execute(
+    await cursor.execute(
         "INSERT INTO room_messages VALUES (%s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
         (msg.id, msg.room, msg.sender, msg.text, msg.ts),
     )
-    cursor.execute(
+    await cursor.execute(
         "DELETE FROM room_messages WHERE room = %s AND id NOT IN (SELECT id FROM "
         "room_messages WHERE room = %s ORDER BY id DESC LIMIT %s)",
         (msg.room, msg.room, change.keep),
     )
-    _bump(cursor, msg.id)
+    await _bump(cursor, msg.id)
 
 
-_WRITERS: dict[type, Callable[[Any, Any], None]] = {
+_WRITERS: dict[type, Callable[[Any, Any], Awaitable[None]]] = {
     Store: _store,
     Delete: _delete,
     AddUser: _add_user,

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
 from pathlib import Path
 
-from zCLI import StorageError, is_postgres_url, zCLI
+from zCLI import ConfigError, StorageError, is_postgres_url, zCLI
 
-from .storage import open_storage
+from .writer import open_writer, pool_size
 
 __all__ = ["run"]
 
-_OPTIONS = ("db", "ack_timeout", "keepalive", "max_text", "max_stored", "max_online",
+_OPTIONS = ("db", "db_pool", "ack_timeout", "keepalive", "max_text", "max_stored", "max_online",
             "max_rate", "room_history", "max_users", "auth_timeout", "echo_bot")  # fmt: skip
 # options whose variables are the bot's: ZCHAT_BOT_BASE_URL, ..._MODEL, ..._NAME
 _BOT_OPTIONS = {"bot_url": "BASE_URL", "bot_model": "MODEL", "bot_name": "NAME"}
@@ -60,9 +61,16 @@ def run(args: argparse.Namespace) -> int:
         auth["token_ttl"] = args.token_ttl
     spark["auth"] = auth
     z = zCLI(spark)
-    try:  # a database that cannot be opened stops the start, with its sentence
-        open_storage(args.db, Path(z.state_dir)).close()
-    except StorageError as exc:
+    try:  # a bad pool size or a database that cannot be opened stops the start
+        pool = pool_size(os.environ.get("ZCHAT_DB_POOL"))
+        asyncio.run(_check_storage(args.db, Path(z.state_dir), pool))
+    except (ConfigError, StorageError) as exc:
         sys.stderr.write(f"zcli chat: error: {exc}\n")
         return 2
     return z.run()
+
+
+async def _check_storage(db: str | None, state_dir: Path, pool: int) -> None:
+    """Open the store (creating or migrating its schema) and close it again."""
+    writer = await open_writer(db, state_dir, pool)
+    await writer.close()

@@ -3,10 +3,11 @@
 The core asks for little: write these changes (store a message, delete ids, add a
 user, save a room, keep a room message) in one transaction; claim a block of ids no
 other process will ever hand out; read what is stored for everyone (or one user), the
-users, the rooms and their recent messages. ``SQLiteStorage`` is one
-file in WAL mode; ``PostgresStorage`` (``postgres.py``) implements the same ``Storage``
-protocol on a PostgreSQL server, and ``open_storage`` picks one from ``--db``. Every
-failure is a ``zCLI.StorageError`` whose sentence names the action and the file.
+users, the rooms and their recent messages. ``SQLiteStorage`` is one file in WAL mode
+(the ``Storage`` protocol, called from the writer thread); ``PostgresStorage``
+(``postgres.py``) offers the same methods as coroutines on a connection pool, called
+from the writer task. ``open_writer`` (``writer.py``) picks one from ``--db``. Every
+failure is a ``zCLI.StorageError`` whose sentence names the action and the store.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,7 +33,16 @@ from .core import (
     StoreRoomMessage,
 )
 
-__all__ = ["UNAVAILABLE", "SQLiteStorage", "Storage", "StoredRows", "action_of", "open_storage"]
+__all__ = [
+    "UNAVAILABLE",
+    "SQLiteStorage",
+    "Saved",
+    "Storage",
+    "StoredRows",
+    "action_of",
+    "messages_of",
+    "rooms_of",
+]
 
 UNAVAILABLE = "The chat storage is unavailable; try again later."
 
@@ -51,6 +62,18 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
 """
 
 
+@dataclass(frozen=True)
+class Saved:
+    """What a chat server loads at start and after an outage: everything durable, and
+    a first block of ids claimed for it (``last``, the last of them)."""
+
+    users: list[str]
+    last: int
+    stored: list[Message]
+    rooms: list[tuple[str, list[str]]]
+    room_messages: list[RoomMessage]
+
+
 class Storage(Protocol):
     """What the chat server needs from a durable store. ``write`` applies the core's
     changes in one transaction, all or none; every failure is a ``StorageError``."""
@@ -58,6 +81,7 @@ class Storage(Protocol):
     def write(self, changes: Sequence[Change]) -> None: ...
     def claim_ids(self, count: int) -> int: ...
     def probe(self) -> None: ...
+    def saved(self, block: int) -> Saved: ...
     def users(self) -> list[str]: ...
     def stored(self) -> list[Message]: ...
     def stored_for(self, user: str) -> list[Message]: ...
@@ -68,11 +92,10 @@ class Storage(Protocol):
 
 
 class StoredRows:
-    """The reads every SQL storage shares (the same tables and queries in SQLite and
-    PostgreSQL); a subclass provides ``_read(action, sql, args)`` and its parameter
-    mark."""
-
-    _param = "?"
+    """The reads of a synchronous SQL store; a subclass provides ``_read(action, sql,
+    args)`` and ``claim_ids``. ``PostgresStorage`` runs the same queries as coroutines
+    and turns rows into messages and rooms with the same helpers (``messages_of``,
+    ``rooms_of``)."""
 
     def _read(self, action: str, sql: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         raise NotImplementedError
@@ -82,21 +105,24 @@ class StoredRows:
             row[0] for row in self._read("reading users", "SELECT name FROM users ORDER BY name")
         ]
 
+    def claim_ids(self, count: int) -> int:
+        raise NotImplementedError
+
     def stored(self) -> list[Message]:
-        rows = self._read("reading stored messages", "SELECT * FROM messages ORDER BY id")
-        return [Message(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in rows]
+        return messages_of(
+            self._read("reading stored messages", "SELECT * FROM messages ORDER BY id")
+        )
 
     def stored_for(self, user: str) -> list[Message]:
         """What is stored for ``user``, by whichever process stored it (a sign-in reads
         it when several processes share the database)."""
-        sql = f"SELECT * FROM messages WHERE recipient = {self._param} ORDER BY id"
-        rows = self._read("reading stored messages", sql, (user,))
-        return [Message(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in rows]
+        sql = "SELECT * FROM messages WHERE recipient = ? ORDER BY id"
+        return messages_of(self._read("reading stored messages", sql, (user,)))
 
     def rooms(self) -> list[tuple[str, list[str]]]:
         names = self._read("reading rooms", "SELECT room FROM room_names ORDER BY room")
         pairs = self._read("reading rooms", "SELECT room, member FROM rooms ORDER BY member")
-        return [(name, [m for r, m in pairs if r == name]) for (name,) in names]
+        return rooms_of(names, pairs)
 
     def room_messages(self) -> list[RoomMessage]:
         rows = self._read("reading room messages", "SELECT * FROM room_messages ORDER BY id")
@@ -106,6 +132,24 @@ class StoredRows:
         """One past the highest id ever stored or reserved."""
         rows = self._read("reading ids", "SELECT value FROM counters WHERE name = 'last_id'")
         return int(rows[0][0] if rows else 0) + 1
+
+    def saved(self, block: int) -> Saved:
+        """Everything durable, with a block of ``block`` ids claimed first."""
+        users = self.users()
+        last = self.claim_ids(block)
+        return Saved(users, last, self.stored(), self.rooms(), self.room_messages())
+
+
+def messages_of(rows: Sequence[tuple[Any, ...]]) -> list[Message]:
+    """The rows of ``messages`` (``SELECT *``) as the core's messages."""
+    return [Message(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in rows]
+
+
+def rooms_of(
+    names: Sequence[tuple[Any, ...]], pairs: Sequence[tuple[Any, ...]]
+) -> list[tuple[str, list[str]]]:
+    """Each room of ``room_names`` with its members (``pairs`` of ``rooms``, in order)."""
+    return [(name, [m for r, m in pairs if r == name]) for (name,) in names]
 
 
 class SQLiteStorage(StoredRows):
@@ -170,17 +214,6 @@ class SQLiteStorage(StoredRows):
     def close(self) -> None:
         with self._lock:
             self._db.close()
-
-
-def open_storage(db: str | None, state_dir: Path) -> Storage:
-    """The storage ``--db`` names: a ``postgresql://`` URL is a PostgreSQL database,
-    anything else a SQLite file (by default ``chat.sqlite3`` in the state folder)."""
-    if db is not None:
-        from .postgres import PostgresStorage, is_postgres_url
-
-        if is_postgres_url(db):
-            return PostgresStorage(db)
-    return SQLiteStorage(Path(db) if db else state_dir / "chat.sqlite3")
 
 
 def action_of(changes: Sequence[Change]) -> str:

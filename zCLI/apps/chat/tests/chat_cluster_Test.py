@@ -2,7 +2,8 @@
 processes on one PostgreSQL and one Redis. Plan 002 section 7.2 for real (Redis stopped
 mid-traffic: everyone signed out, sign-in refused while it lasts, back by itself,
 nothing reported stored lost), and section 6 with a cluster (one process killed: its
-users sign in to the other and get what was stored for them)."""
+users sign in to the other and get what was stored for them); and a sign-in's stored
+messages, read from the database, ahead of the reply to its first request."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from zCLI.apps.chat.tests.cluster import PRESENCE_TTL, ClusterMixin
 from zCLI.apps.chat.tests.plan002 import CHAT, SHORT, ChatTestCase, Sent
 from zTestSuite import requires_network, requires_service
 
-__all__ = ["CHAT", "ClusterOutageTest"]
+__all__ = ["CHAT", "ClusterOutageTest", "ClusterSignInTest"]
 
 LOST = "the chat cannot reach its other processes: signing everyone out"
 BACK = "the chat reaches its other processes again: serving again"
@@ -245,6 +246,28 @@ class ClusterOutageTest(ClusterMixin, ChatTestCase):
             await self.members_say(f"dropped a word from chat process intruder: {sentence}")
         await self.deliver(ann, bob, "still talking")
         await bob.expect_no("chat.message")
+
+
+@requires_network
+@requires_service("postgresql")
+@requires_service("redis")
+class ClusterSignInTest(ClusterMixin, ChatTestCase):
+    async def test_what_is_stored_comes_before_the_reply_to_a_first_request(self) -> None:
+        """A connection that signs in with its token and sends a request at once (it
+        arrives while the process reads the user's mailbox from the database) gets the
+        stored messages before that request's reply, each time."""
+        ann = await self.user("ann")
+        bob = await self.register("bob")
+        sent = await self.send(ann, bob.name, "waiting for you")
+        await self.expect_status(ann, sent, "stored")
+        stored = [{"event": "chat.offline", "data": {"count": 1}}, sent.message(offline=True)]
+        for attempt in range(10):
+            with self.subTest(attempt=attempt):
+                client = await self.connect("bob", token=bob.token, user=bob.name)
+                await client.ping()  # sent before connection_info comes
+                got = [p for p in client.history if p["event"] in ("chat.offline", "chat.message")]
+                self.assertEqual(got, stored)
+                await client.close()
 
 
 if __name__ == "__main__":

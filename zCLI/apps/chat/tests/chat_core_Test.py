@@ -300,7 +300,7 @@ class TestIds(ChatTestCase):
             path.unlink()
             with self.assertRaises(StorageError):
                 await writer.probe()
-            writer.close()
+            await writer.close()
 
         asyncio.run(run())
 
@@ -421,6 +421,18 @@ class TestCluster(zTestCase):
         effects = self.a.heartbeat(25.0)
         self.assertEqual(effects, [Tell(peers.Presence(("ann",))),
                                    Send("ann@A", table(ann=True, bob=False))])  # fmt: skip
+
+    def test_a_joining_process_tells_its_table_before_asking_for_theirs(self) -> None:
+        """hello(): the table of who is online here goes first, then the question, so a
+        user who signs in while the table is on its way (their Online word follows it)
+        ends up online in the other process; the question is answered with its table."""
+        hello = self.b.hello()
+        self.assertEqual(hello, [Tell(peers.Presence(())), Tell(peers.Hello())])
+        online = self.b.connected("bob", "bob@B", 0.0)
+        self.carry(hello[:1], self.a)
+        self.carry(online, self.a)
+        self.assertEqual(self.a.online(), ["bob"])
+        self.assertEqual(self.carry(hello[1:], self.a), [Tell(peers.Presence(()))])
 
     def test_a_pause_of_its_own_forgets_nobody(self) -> None:
         """A beat after this process stalled longer than half of peer_ttl forgets no
