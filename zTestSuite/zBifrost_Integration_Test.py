@@ -584,6 +584,33 @@ class TestSessionsAndFlows(AppCase):
         )
 
     @requires_network
+    async def test_constant_replies_follow_the_client_where_it_goes(self) -> None:
+        """A key that only says a message is answered for the block the client is in:
+        after a zLink the old block's key is unknown and the new one's answers, and
+        back again the old one answers again; another client's place is its own."""
+        z = await self.start()
+        ws, stays = await self.client(z), await self.client(z)
+        ping = {"event": "dispatch", "zKey": "^Ping", "_requestId": "p"}
+        pong = {"result": {"message": "Pong!"}, "_requestId": "p"}
+        self.assertEqual(await self.request(ws, ping), pong)
+        await ws.send(json.dumps({"event": "dispatch", "zKey": "Away", "_requestId": "a"}))
+        await self.recv(ws)  # the entry key's display
+        self.assertEqual((await self.recv(ws))["result"]["block"], "Other")
+        self.assertEqual(
+            await self.request(ws, ping),
+            {"error": "Block 'Other' of zUI.other.yaml has no key named '^Ping'.",
+             "code": "unknown_key", "_requestId": "p"},
+        )  # fmt: skip
+        self.assertEqual(await self.request(stays, ping), pong)
+        here = {"event": "dispatch", "zKey": "^Here", "_requestId": "h"}
+        self.assertEqual(
+            await self.request(ws, here), {"result": {"message": "over here"}, "_requestId": "h"}
+        )
+        back = await self.request(ws, {"event": "dispatch", "zKey": "zBack", "_requestId": "b"})
+        self.assertEqual(back["result"]["block"], "Main")
+        self.assertEqual(await self.request(ws, ping), pong)
+
+    @requires_network
     async def test_dialog_over_the_socket(self) -> None:
         """zDialog asks with input_request and continues on input_response."""
         z = await self.start()

@@ -41,6 +41,7 @@ WRITE_BUFFER_LIMIT = 64 * 1024  # bytes in the socket's buffer before frames que
 # Framed bytes held for one write before the loop turns: past this they go out at once,
 # so a fan-out of a large event to many clients never holds a copy per client.
 COALESCE_BYTES = 16 * 1024
+_OPEN = State.OPEN  # looked up once: it is checked for every frame
 
 
 class Client:
@@ -54,7 +55,7 @@ class Client:
         "ws", "session", "identity", "id", "bucket", "dispatching", "_inputs", "overflowed",
         "_state", "_lock", "_gone", "_finished", "_queue", "_queue_size", "_queue_bytes",
         "queued_bytes", "_writer", "_closer", "_flushing", "_framed", "_next_request",
-        "_next_input",
+        "_next_input", "constants",
     )  # fmt: skip
 
     def __init__(
@@ -87,6 +88,8 @@ class Client:
         self._closer: asyncio.Task[None] | None = None
         self._flushing = False  # a flush of the framed bytes is scheduled
         self._framed = 0  # bytes framed for that flush: they count as the socket's buffer
+        # the bridge's constant replies where the session is: (its location, key -> reply)
+        self.constants: tuple[Any, dict[str, str | None]] | None = None
         self._next_request = 0  # the _requestId of the next request that has none
         self._next_input = 1
 
@@ -168,16 +171,18 @@ class Client:
         if self.overflowed:
             return
         ws = self.ws
+        framed = self._framed
         if (
             self._writer is None
-            and ws.transport.get_write_buffer_size() + self._framed <= WRITE_BUFFER_LIMIT
+            and ws.transport.get_write_buffer_size() + framed <= WRITE_BUFFER_LIMIT
         ):
             # Nothing is queued: frame it now, in order, and write with the frames that
             # follow it before the loop turns (a closing connection takes no more).
-            if ws.protocol.state is State.OPEN:
-                ws.protocol.send_text(text.encode() if encoded is None else encoded)
-                self._framed += len(text)
-                if (at_once and not self._flushing) or self._framed >= COALESCE_BYTES:
+            protocol = ws.protocol
+            if protocol.state is _OPEN:
+                protocol.send_text(text.encode() if encoded is None else encoded)
+                self._framed = framed = framed + len(text)
+                if (at_once and not self._flushing) or framed >= COALESCE_BYTES:
                     self.flush()
                 elif flush and not self._flushing:
                     self._flushing = True

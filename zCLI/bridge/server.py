@@ -136,7 +136,8 @@ class zBifrost:
         self._client_type = (FastClient if self.config.fast else Client).for_bridge()
         # (block, file, zKey) -> the start of the reply to a key whose result never
         # changes (a message): built on its first dispatch, None for other keys that exist
-        self._constant_replies: dict[tuple[str, Path, str], str | None] = {}
+        # per (block, file): key -> the reply up to its _requestId, or None (no constant)
+        self._constant_tables: dict[tuple[str, Path], dict[str, str | None]] = {}
         hosts = (self.config.host, zcli.config.http_server.host)
         self._origins = OriginPolicy(self.config.allowed_origins, hosts)
         self._handlers: dict[str, Handler] = {
@@ -529,7 +530,15 @@ class zBifrost:
         key = dispatch_key(raw, max_request_id)
         if key is None:
             return False
-        constant = self._constant_reply(session.location, key)
+        location = session.location
+        cached = client.constants
+        if cached is None or cached[0] is not location:  # the client moved: look it up once
+            table = self._constant_tables.setdefault((location.block, location.file), {})
+            cached = client.constants = (location, table)
+        try:
+            constant = cached[1][key]
+        except KeyError:
+            constant = self._constant_reply(location, key, cached[1])
         if constant is None:
             return False
         request_id = client.request_id("_requestId" in raw, raw.get("_requestId"))
@@ -620,14 +629,13 @@ class zBifrost:
         client.dispatching += 1
         tasks.create_task(self._guarded(self._on_dispatch, client, request, rid, steps, waiting))
 
-    def _constant_reply(self, location: Location, key: str) -> str | None:
+    def _constant_reply(
+        self, location: Location, key: str, table: dict[str, str | None]
+    ) -> str | None:
         """The reply up to its ``_requestId`` for a key that only says a message (what
-        ``dispatch`` would answer, with nothing built per request), else None. Only keys
-        that exist are remembered, so a client's made-up keys cannot grow the table."""
-        try:  # a tuple of strings and a Path hashes in C; a Location would not
-            return self._constant_replies[location.block, location.file, key]
-        except KeyError:
-            pass
+        ``dispatch`` would answer, with nothing built per request), else None; kept in
+        ``table``, the location's. Only keys that exist are remembered, so a client's
+        made-up keys cannot grow the table."""
         if key == "zBack":
             return None
         entry = self.walker.dispatcher.block_at(location).resolve(key)
@@ -638,7 +646,7 @@ class zBifrost:
             # written as the client type writes every reply (json, or orjson in fast mode)
             result = self._client_type.encode(result_reply(0, {"message": entry.action.text}))
             reply = result[: -len("0}")]
-        self._constant_replies[location.block, location.file, key] = reply
+        table[key] = reply
         return reply
 
     async def _on_dispatch(
