@@ -220,6 +220,23 @@ class ChatServer:
 
         future.add_done_callback(claimed)
 
+    async def after_rooms_read(self, conn: Any, event: m.Event) -> dict[str, Any] | None:
+        """``event`` named a room this process has not heard of: another process may
+        have made it a moment ago (the broker took its word, which is not yet read
+        here). Read the rooms the database holds, then handle ``event`` once more."""
+        core = self.core
+        try:
+            rooms = await self.writer.call(lambda storage: storage.rooms())
+        except StorageError:
+            self.storage_lost()
+            raise StorageError(UNAVAILABLE) from None
+        if core is self.core:
+            core.rooms_read(rooms)
+        answer = self.start(self.core.received(conn, event, time.time()))
+        if isinstance(event, _ROOM_CHANGES):
+            return await self.once_told(answer)
+        return await answer if isinstance(answer, asyncio.Future) else answer
+
     async def after_claim(self, conn: Any, event: m.Event) -> dict[str, Any] | None:
         """``event`` once there are ids to hand out: a process that saw a higher id
         from another gave up its block and waits for the next claim (a moment)."""
@@ -563,7 +580,12 @@ def _handler(name: str) -> Any:
         event = m.parse(name, data)
         if isinstance(event, _TAKE_IDS) and chat.core.ids.left() == 0:
             return chat.after_claim(ctx.client, event)
-        answer = chat.start(chat.core.received(ctx.client, event, time.time()))
+        try:
+            answer = chat.start(chat.core.received(ctx.client, event, time.time()))
+        except RequestError as exc:
+            if exc.code != "unknown_room" or not chat.clustered:
+                raise
+            return chat.after_rooms_read(ctx.client, event)
         if chat.clustered and isinstance(event, _ROOM_CHANGES):
             return chat.once_told(answer)  # the room is the same everywhere when answered
         return answer

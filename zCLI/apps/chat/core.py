@@ -20,7 +20,7 @@ from zCLI import RequestError
 from . import messages as m
 from . import peers as p
 from .ids import CLUSTER_ID_BLOCK, ID_BLOCK, IdBlocks
-from .records import Message, RoomMessage
+from .records import Message, RoomMessage, accepted_order
 
 __all__ = [
     "AddUser",
@@ -244,7 +244,7 @@ class ChatCore:
     ) -> None:
         """Load the durable state after a (re)start (the ids come from a block the
         adapter claims: ``ids``)."""
-        for message in sorted(stored, key=lambda msg: msg.id):
+        for message in sorted(stored, key=accepted_order):
             self.stored.setdefault(message.recipient, {})[message.id] = message
         for room, members in rooms:
             self.rooms[room] = set(members)
@@ -486,7 +486,7 @@ class ChatCore:
     def mailbox(self, user: str, stored: Iterable[Message]) -> None:
         """What the database holds for ``user``, read as they sign in (any process may
         have stored it)."""
-        self.stored[user] = {msg.id: msg for msg in sorted(stored, key=lambda msg: msg.id)}
+        self.stored[user] = {msg.id: msg for msg in sorted(stored, key=accepted_order)}
         for message_id in self.stored[user]:
             self.observe(message_id)
         if not self.stored[user]:
@@ -499,7 +499,7 @@ class ChatCore:
         effects: list[Effect] = []
         for conn in conns:
             effects.append(Send(conn, {"event": "chat.offline", "data": {"count": len(stored)}}))
-            ordered = sorted(stored.values(), key=lambda message: message.id)  # peers add any id
+            ordered = sorted(stored.values(), key=accepted_order)  # peers add any id
             effects += [Send(conn, message.event(offline=True)) for message in ordered]
         return effects
 
@@ -729,6 +729,12 @@ class ChatCore:
         return effects + self._changed(user, was_online, was_here)
 
     # --- rooms -------------------------------------------------------------------------
+
+    def rooms_read(self, rooms: Iterable[tuple[str, Iterable[str]]]) -> None:
+        """The rooms the storage holds: those this process has not heard of yet (another
+        process made one a moment ago, and its word is on the way) join its view."""
+        for room, members in rooms:
+            self.rooms.setdefault(room, set(members))
 
     def _history(self, room: str) -> deque[RoomMessage]:
         return self.history.setdefault(room, deque(maxlen=self.limits.room_history))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Message", "RoomMessage"]
+__all__ = ["Message", "RoomMessage", "accepted_order"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,14 @@ class Message:
         if offline:
             data["offline"] = True
         return {"event": "chat.message", "data": data}
+
+
+def accepted_order(message: Message) -> tuple[float, int]:
+    """The order messages were accepted in: by time, then id. On one process ids alone
+    give it; on a cluster a process hands out ids from its own block and learns of the
+    others' only when their word arrives, so a message accepted a moment after another
+    one elsewhere can have a lower id (stored messages are delivered in this order)."""
+    return (message.ts, message.id)
 
 
 @dataclass(frozen=True)

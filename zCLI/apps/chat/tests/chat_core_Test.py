@@ -447,6 +447,17 @@ class TestCluster(zTestCase):
         self.assertEqual(self.a.heartbeat(55.0), [Tell(peers.Presence(()))])  # 25 s silent
         self.assertEqual(self.a.online(), [])
 
+    def test_stored_messages_go_in_the_order_they_were_accepted(self) -> None:
+        """Stored by two processes a moment apart, the later one with the lower id (its
+        process had not heard of the other's id yet): they reach the user by time."""
+        first = Message(ID_BLOCK + 1, "ann", "bob", "hello?", 1.0)  # B's block
+        second = Message(5, "cid", "bob", "are you still there?", 1.1)  # A's, later
+        self.a.mailbox("bob", [second, first])
+        effects = self.a.connected("bob", "bob@A", 2.0)
+        messages = [e.payload for e in effects if isinstance(e, Send)
+                    and e.payload["event"] == "chat.message"]  # fmt: skip
+        self.assertEqual(messages, [first.event(offline=True), second.event(offline=True)])
+
     def test_a_message_stored_while_its_recipient_came_online_reaches_them(self) -> None:
         """A process that stored a message for a user it did not yet know was online
         elsewhere: their process sends it to them at once, as a stored message; their
