@@ -25,8 +25,8 @@ from zCLI.apps.chat.tests.chat_plan002_storage_Test import LOST as STORAGE_LOST
 from zCLI.apps.chat.tests.chat_plan002_storage_Test import UNAVAILABLE as STORAGE_UNAVAILABLE
 from zCLI.apps.chat.tests.chat_plan002_storage_Test import USERS_UNAVAILABLE
 from zCLI.apps.chat.tests.cluster import PRESENCE_TTL, ClusterMixin
-from zCLI.apps.chat.tests.plan002 import CHAT, SHORT, ChatTestCase, Sent
-from zTestSuite import requires_network, requires_service
+from zCLI.apps.chat.tests.plan002 import CHAT, SHORT, ChatClient, ChatTestCase, Sent
+from zTestSuite import requires_network, requires_service, timeout
 
 __all__ = ["CHAT", "ClusterOutageTest", "ClusterSignInTest"]
 
@@ -49,6 +49,22 @@ class ClusterOutageTest(ClusterMixin, ChatTestCase):
         for member in self.own.members:  # type: ignore[attr-defined]  # an OwnCluster
             assert member.process is not None
             await asyncio.to_thread(member.process.wait_for, line, 5)
+
+    async def sign_in_once_served(self, user: ChatClient) -> ChatClient:
+        """``user`` signed in again to process 0 once it serves. Right after Redis
+        returns a process can lose its link once more (seen once in CI, under load) and
+        refuse with the outage's sentence; it serves again by itself, so a refusal with
+        exactly that sentence is tried again, for five units at most."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout(5)
+        while True:
+            try:
+                return await self.sign_in(self.account_of(user), "url")
+            except AssertionError as refused:
+                if f"1013 {UNLINKED!r}" not in str(refused) or loop.time() > deadline:
+                    raise
+                first = self.own.members[0].process  # type: ignore[attr-defined]
+                await asyncio.to_thread(first.wait_for, BACK, 5)  # it relinks by itself
 
     async def test_7_2_redis_stopped_mid_traffic_signs_everyone_out(self) -> None:
         """Redis stopped while ann sends to bob on the other process: both are signed
@@ -100,7 +116,7 @@ class ClusterOutageTest(ClusterMixin, ChatTestCase):
         finally:
             await asyncio.to_thread(self.redis.start)
         await self.members_say(BACK)
-        bob_again = await self.sign_in(self.account_of(bob), "url")  # to process 0
+        bob_again = await self.sign_in_once_served(bob)  # to process 0
         count = (await bob_again.expect("chat.offline"))["data"]["count"]
         offline = [(await bob_again.expect("chat.message"))["data"] for _ in range(count)]
         ids = [message["id"] for message in offline]

@@ -116,6 +116,7 @@ class MessagesTest(ChatTestCase):
             await self.receive(cid, sent[0], offline=True)
         with self.subTest(offline="online, no ack within the ack timeout"):
             dan = await self.user("dan")
+            await self.seen_online(ann, dan.user or "")  # as users() waits for it
             sent = [await self.send(ann, dan.user or "", "ack me, please")]
             self.assertEqual(await dan.expect("chat.message"), sent[0].message())
             await self.expect_status(ann, sent[0], "stored")
@@ -155,6 +156,7 @@ class MessagesTest(ChatTestCase):
         await bob.close()
         ann_again = await self.sign_in(self.account_of(ann), "login")
         bob_again = await self.sign_in(self.account_of(bob), "url")  # bob's token was kept
+        await self.seen_online(ann_again, bob.user or "")  # as users() waits for it
         after = await self.deliver(ann_again, bob_again, "after")
         reply = await self.deliver(bob_again, ann_again, "welcome back")
         self.assertLess(before.id, after.id)

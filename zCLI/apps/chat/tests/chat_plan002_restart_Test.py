@@ -71,6 +71,7 @@ class RestartTest(ChatTestCase):
             await self.assertShutDown(client)
         ann_again = await self.sign_in(self.account_of(ann), "url")
         bob_again = await self.sign_in(self.account_of(bob), "url")
+        await self.seen_online(ann_again, bob.user or "")  # as users() waits for it
         after = await self.deliver(ann_again, bob_again, "after the restart")
         reply = await self.deliver(bob_again, ann_again, "heard you")
         self.assertLess(before.id, after.id)
@@ -82,6 +83,7 @@ class RestartTest(ChatTestCase):
             with self.subTest(stop=signum.name):
                 ann = await self.user(f"ann-{signum.name}")
                 bob = await self.user(f"bob-{signum.name}")
+                await self.seen_online(ann, bob.user or "")  # as users() waits for it
                 unacked = await self.send(ann, bob.user or "", "you did not ack this")
                 self.assertEqual(await bob.expect("chat.message"), unacked.message())
                 await self.expect_status(ann, unacked, "stored")
