@@ -13,7 +13,9 @@ import tempfile
 import textwrap
 import time
 import unittest
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import jwt
@@ -29,6 +31,7 @@ __all__ = [
     "PING_ZUI",
     "AuthTestCase",
     "BridgeTestCase",
+    "bridge_cases",
     "expected_info",
     "masked_text_frame",
     "raw_websocket",
@@ -246,3 +249,19 @@ class AuthTestCase(BridgeTestCase):
             **claims,
         }
         return jwt.encode(body, secret or z.auth.secret, algorithm="HS256")
+
+
+def bridge_cases(
+    loader: unittest.TestLoader, modules: Iterable[ModuleType]
+) -> Iterator[type[BridgeTestCase]]:
+    """The ``BridgeTestCase`` classes with tests that ``modules`` define (not import),
+    for a suite that runs them again in another mode (fast, another adapter)."""
+    for module in modules:
+        for value in vars(module).values():
+            if (
+                isinstance(value, type)
+                and issubclass(value, BridgeTestCase)
+                and value.__module__ == module.__name__
+                and loader.getTestCaseNames(value)
+            ):
+                yield value

@@ -28,7 +28,7 @@ import websockets
 
 from zCLI import fast, strict_json
 from zTestSuite import REPO_ROOT, ServerProcess, requires_network, timeout
-from zTestSuite.bridge import BridgeTestCase
+from zTestSuite.bridge import BridgeTestCase, bridge_cases
 from zTestSuite.harness import run_zcli
 from zTestSuite.requirements import requirement
 
@@ -77,15 +77,8 @@ def load_tests(
 ) -> unittest.TestSuite:
     """This module's own tests, then the bridge classes of RERUN in fast mode."""
     suite = unittest.TestSuite(tests)
-    for module in RERUN:
-        for value in vars(module).values():
-            if (
-                isinstance(value, type)
-                and issubclass(value, BridgeTestCase)
-                and value.__module__ == module.__name__
-                and loader.getTestCaseNames(value)
-            ):
-                suite.addTests(loader.loadTestsFromTestCase(fast_variant(value)))
+    for case in bridge_cases(loader, RERUN):
+        suite.addTests(loader.loadTestsFromTestCase(fast_variant(case)))
     return suite
 
 

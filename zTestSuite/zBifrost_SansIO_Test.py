@@ -27,7 +27,13 @@ from typing import Any
 from zCLI import ConfigError, __version__, fast, load_config
 from zCLI.bridge.sansio import READ_PAUSE_BYTES, SansIOConnection
 from zTestSuite import requires_network, timeout
-from zTestSuite.bridge import AuthTestCase, BridgeTestCase, masked_text_frame, raw_websocket
+from zTestSuite.bridge import (
+    AuthTestCase,
+    BridgeTestCase,
+    bridge_cases,
+    masked_text_frame,
+    raw_websocket,
+)
 
 from . import zBifrost_Hardening_Test, zBifrost_Integration_Test, zBifrost_Plugins_Test
 from .zBifrost_Fast_Test import FastMode, requires_fast
@@ -62,16 +68,9 @@ def load_tests(
 ) -> unittest.TestSuite:
     """This module's own tests, then the bridge classes of RERUN on the sans-I/O adapter."""
     suite = unittest.TestSuite(tests)
-    for module in RERUN:
-        for value in vars(module).values():
-            if (
-                isinstance(value, type)
-                and issubclass(value, BridgeTestCase)
-                and value.__module__ == module.__name__
-                and loader.getTestCaseNames(value)
-            ):
-                for variant in variants(value):
-                    suite.addTests(loader.loadTestsFromTestCase(variant))
+    for case in bridge_cases(loader, RERUN):
+        for variant in variants(case):
+            suite.addTests(loader.loadTestsFromTestCase(variant))
     return suite
 
 

@@ -6,26 +6,19 @@ never reused, and stored messages surviving a SIGTERM and a ``kill -9`` of zChat
 from __future__ import annotations
 
 import asyncio
-from typing import ClassVar
 
 from zCLI.apps.chat.tests import chat_plan002_restart_Test as section6
 from zCLI.apps.chat.tests.plan002 import CHAT
-from zCLI.apps.chat.tests.postgres import class_postgres, fresh_database
-from zTestSuite import PostgresServer, requires_network, requires_service
+from zCLI.apps.chat.tests.postgres import OnPostgres, fresh_database
+from zTestSuite import requires_network, requires_service
 
 __all__ = ["CHAT", "PostgresRestartTest"]
 
 
 @requires_network
 @requires_service("postgresql")
-class PostgresRestartTest(section6.RestartTest):
+class PostgresRestartTest(OnPostgres, section6.RestartTest):
     own_server_only = "this suite restarts the server, so it starts its own on PostgreSQL"
-    postgres: ClassVar[PostgresServer]
-
-    @classmethod
-    def setUpClass(cls) -> None:
-        super().setUpClass()
-        cls.postgres = class_postgres(cls)
 
     async def asyncSetUp(self) -> None:
         type(self).database_url = await asyncio.to_thread(fresh_database, self.postgres)

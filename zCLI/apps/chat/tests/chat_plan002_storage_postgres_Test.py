@@ -13,14 +13,13 @@ import asyncio
 import signal
 import subprocess
 import sys
-from typing import ClassVar
 
 import websockets
 
 from zCLI.apps.chat.tests import chat_plan002_storage_Test as section7
 from zCLI.apps.chat.tests.plan002 import CHAT, ChatClient, Sent
-from zCLI.apps.chat.tests.postgres import class_postgres, fresh_database
-from zTestSuite import PostgresServer, free_port, requires_network, requires_service, timeout
+from zCLI.apps.chat.tests.postgres import OnPostgres, fresh_database
+from zTestSuite import free_port, requires_network, requires_service, timeout
 
 __all__ = ["CHAT", "PostgresOutageTest"]
 
@@ -29,16 +28,10 @@ UNAVAILABLE, LOST = section7.UNAVAILABLE, section7.LOST
 
 @requires_network
 @requires_service("postgresql")
-class PostgresOutageTest(section7.OutageCase):
+class PostgresOutageTest(OnPostgres, section7.OutageCase):
     own_server_only = "it stops the PostgreSQL server its own chat server uses"
     server_options = (*section7.OutageCase.server_options, "--max-rate", "100000")
     accounts_in_database = True  # zcli chat --db postgresql:// keeps zAuth's users there
-    postgres: ClassVar[PostgresServer]
-
-    @classmethod
-    def setUpClass(cls) -> None:
-        super().setUpClass()
-        cls.postgres = class_postgres(cls)
 
     async def asyncSetUp(self) -> None:
         type(self).database_url = await asyncio.to_thread(fresh_database, self.postgres)

@@ -5,25 +5,16 @@ no id is reused (chat_recovery's test, unchanged)."""
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from zCLI.apps.chat.tests import chat_recovery_Test as recovery
-from zCLI.apps.chat.tests.postgres import class_postgres, fresh_database
-from zTestSuite import PostgresServer, requires_network, requires_service
+from zCLI.apps.chat.tests.postgres import OnPostgres, fresh_database
+from zTestSuite import requires_network, requires_service
 
 __all__ = ["PostgresKillTest"]
 
 
 @requires_network
 @requires_service("postgresql")
-class PostgresKillTest(recovery.KillTest):
-    postgres: ClassVar[PostgresServer]
-
-    @classmethod
-    def setUpClass(cls) -> None:
-        super().setUpClass()
-        cls.postgres = class_postgres(cls)
-
+class PostgresKillTest(OnPostgres, recovery.KillTest):
     async def asyncSetUp(self) -> None:
         await super().asyncSetUp()
         self.db = fresh_database(self.postgres)

@@ -9,7 +9,7 @@ import asyncio
 import tempfile
 import unittest
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from zCLI import StorageError
 from zCLI.apps.chat.core import (
@@ -24,9 +24,9 @@ from zCLI.apps.chat.core import (
 )
 from zCLI.apps.chat.postgres import MIGRATIONS, PostgresStorage, redacted
 from zCLI.apps.chat.storage import Saved, SQLiteStorage
-from zCLI.apps.chat.tests.postgres import class_postgres, fresh_database
+from zCLI.apps.chat.tests.postgres import OnPostgres, fresh_database
 from zCLI.apps.chat.writer import AsyncStorageWriter, StorageWriter, Writer, open_writer
-from zTestSuite import PostgresServer, requires_network, requires_service
+from zTestSuite import requires_network, requires_service
 
 TS = 1648153596.7672942  # a float that must come back bit for bit
 CHANGES: list[Change] = [
@@ -161,14 +161,7 @@ class SQLiteContractTest(ContractMixin, unittest.IsolatedAsyncioTestCase):
 
 @requires_network
 @requires_service("postgresql")
-class PostgresContractTest(ContractMixin, unittest.IsolatedAsyncioTestCase):
-    postgres: ClassVar[PostgresServer]
-
-    @classmethod
-    def setUpClass(cls) -> None:
-        super().setUpClass()
-        cls.postgres = class_postgres(cls)
-
+class PostgresContractTest(OnPostgres, ContractMixin, unittest.IsolatedAsyncioTestCase):
     def setUp(self) -> None:
         self.url = fresh_database(self.postgres)
 

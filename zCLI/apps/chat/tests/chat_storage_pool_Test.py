@@ -10,16 +10,15 @@ import asyncio
 import unittest
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from zCLI import StorageError
 from zCLI.apps.chat.core import AddUser, Message, Store
 from zCLI.apps.chat.storage import UNAVAILABLE
 from zCLI.apps.chat.tests.plan002 import OwnServer
-from zCLI.apps.chat.tests.postgres import class_postgres, fresh_database
+from zCLI.apps.chat.tests.postgres import OnPostgres, fresh_database
 from zCLI.apps.chat.writer import Writer, open_writer
 from zTestSuite import (
-    PostgresServer,
     requires_network,
     requires_service,
     timeout,
@@ -50,14 +49,7 @@ def pool_connections(url: str) -> int:
 
 @requires_network
 @requires_service("postgresql")
-class PoolWriterTest(unittest.IsolatedAsyncioTestCase):
-    postgres: ClassVar[PostgresServer]
-
-    @classmethod
-    def setUpClass(cls) -> None:
-        super().setUpClass()
-        cls.postgres = class_postgres(cls)
-
+class PoolWriterTest(OnPostgres, unittest.IsolatedAsyncioTestCase):
     async def asyncSetUp(self) -> None:
         import psycopg
 
@@ -229,14 +221,7 @@ class PoolOptionTest(zTestCase):
 
 @requires_network
 @requires_service("postgresql")
-class PoolServerTest(zTestCase):
-    postgres: ClassVar[PostgresServer]
-
-    @classmethod
-    def setUpClass(cls) -> None:
-        super().setUpClass()
-        cls.postgres = class_postgres(cls)
-
+class PoolServerTest(OnPostgres, zTestCase):
     def test_db_pool_sets_the_server_connections(self) -> None:
         """``zcli chat -s --db postgresql://... --db-pool 2`` holds two connections to
         the chat's database (zAuth's accounts have one of their own, named otherwise)."""

@@ -7,10 +7,11 @@ from __future__ import annotations
 import itertools
 import os
 import unittest
+from typing import ClassVar
 
 from zTestSuite import PostgresServer
 
-__all__ = ["class_postgres", "fresh_database"]
+__all__ = ["OnPostgres", "class_postgres", "fresh_database"]
 
 _NUMBERS = itertools.count(1)
 
@@ -30,3 +31,15 @@ def fresh_database(server: PostgresServer) -> str:
     if not server.running:
         server.start()
     return server.create_database(f"zchat_{os.getpid()}_{next(_NUMBERS)}")
+
+
+class OnPostgres:
+    """Put before a test class's base: a PostgreSQL server of the class's own
+    (``postgres``), started in ``setUpClass`` and stopped by a class cleanup."""
+
+    postgres: ClassVar[PostgresServer]
+
+    @classmethod
+    def setUpClass(cls) -> None:  # noqa: N802 (unittest's name)
+        super().setUpClass()  # type: ignore[misc]
+        cls.postgres = class_postgres(cls)  # type: ignore[arg-type]
