@@ -447,6 +447,16 @@ class TestCluster(zTestCase):
         self.assertEqual(self.a.heartbeat(55.0), [Tell(peers.Presence(()))])  # 25 s silent
         self.assertEqual(self.a.online(), [])
 
+    def test_rooms_read_from_the_storage_add_only_the_unknown_ones(self) -> None:
+        """A room made elsewhere a moment ago, read from the storage, can be joined;
+        a room this process already knows keeps its own members."""
+        self.a.connected("ann", "ann@A", 0.0)
+        self.a.rooms["known"] = {"ann"}
+        self.a.rooms_read([("known", ["bob"]), ("new", ["bob"])])
+        self.assertEqual(self.a.rooms, {"known": {"ann"}, "new": {"bob"}})
+        joined = self.a.received("ann@A", m.RoomJoin("new"), 1.0)
+        self.assertEqual(joined[0], Reply({"room": "new", "members": ["ann", "bob"]}))
+
     def test_stored_messages_go_in_the_order_they_were_accepted(self) -> None:
         """Stored by two processes a moment apart, the later one with the lower id (its
         process had not heard of the other's id yet): they reach the user by time."""
