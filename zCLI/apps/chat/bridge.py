@@ -223,15 +223,17 @@ class ChatServer:
     async def after_rooms_read(self, conn: Any, event: m.Event) -> dict[str, Any] | None:
         """``event`` named a room this process has not heard of: another process may
         have made it a moment ago (the broker took its word, which is not yet read
-        here). Read the rooms the database holds, then handle ``event`` once more."""
+        here). Read that room from the database (one room: a flood of made-up names
+        costs an indexed lookup each), then handle ``event`` once more."""
         core = self.core
+        room: str = event.room  # type: ignore[attr-defined]  # only room events refuse so
         try:
-            rooms = await self.writer.call(lambda storage: storage.rooms())
+            members = await self.writer.call(lambda storage: storage.room(room))
         except StorageError:
             self.storage_lost()
             raise StorageError(UNAVAILABLE) from None
-        if core is self.core:
-            core.rooms_read(rooms)
+        if core is self.core and members is not None:
+            core.rooms_read([(room, members)])
         answer = self.start(self.core.received(conn, event, time.time()))
         if isinstance(event, _ROOM_CHANGES):
             return await self.once_told(answer)

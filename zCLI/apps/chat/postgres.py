@@ -106,6 +106,14 @@ class PostgresStorage:
         pairs = await self._read("reading rooms", "SELECT room, member FROM rooms ORDER BY member")
         return rooms_of(names, pairs)
 
+    async def room(self, name: str) -> list[str] | None:
+        """The members of room ``name``, or None when there is no such room."""
+        sql = "SELECT 1 FROM room_names WHERE room = %s"
+        if not await self._read("reading rooms", sql, (name,)):
+            return None
+        sql = "SELECT member FROM rooms WHERE room = %s ORDER BY member"
+        return [row[0] for row in await self._read("reading rooms", sql, (name,))]
+
     async def room_messages(self) -> list[RoomMessage]:
         sql = "SELECT * FROM room_messages ORDER BY id"
         return [RoomMessage(*row) for row in await self._read("reading room messages", sql)]
